@@ -1,0 +1,182 @@
+/* minimax-vl public C API.
+ *
+ * Conventions: every public symbol starts with mvl_. Objects are opaque
+ * handles made by mvl_<thing>_init/open and released by the matching
+ * mvl_<thing>_free/close, which accept NULL. Functions that can fail on
+ * outside data return an mvl_status and, when the caller passes a non-NULL
+ * mvl_error, a message naming the file and the problem. Nothing in the
+ * library exits or aborts on bad input. Strings returned as const char *
+ * belong to the object they came from and live as long as it does. */
+#ifndef MVL_H
+#define MVL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status and errors ---------------------------------------------------- */
+
+typedef enum mvl_status {
+    MVL_OK = 0,
+    MVL_ERR_ARG,         /* caller passed something invalid */
+    MVL_ERR_IO,          /* a file could not be opened, read or written */
+    MVL_ERR_FORMAT,      /* a file is malformed */
+    MVL_ERR_UNSUPPORTED, /* well-formed but a feature we do not support */
+    MVL_ERR_LIMIT,       /* a configured limit would be exceeded */
+    MVL_ERR_NOMEM,       /* allocation failed */
+    MVL_ERR_DEVICE,      /* GPU missing, out of memory, or a driver error */
+} mvl_status;
+
+typedef struct mvl_error {
+    mvl_status status;
+    char msg[1024];
+} mvl_error;
+
+const char *mvl_status_name(mvl_status st);
+
+/* ---- tensors in a model directory (model/) --------------------------------- */
+
+typedef enum mvl_dtype {
+    MVL_DTYPE_F32 = 0,
+    MVL_DTYPE_F16,
+    MVL_DTYPE_BF16,
+    MVL_DTYPE_I8,
+    MVL_DTYPE_F8_E4M3,
+    MVL_DTYPE_COUNT
+} mvl_dtype;
+
+#define MVL_MAX_DIMS 8
+
+const char *mvl_dtype_name(mvl_dtype dt); /* safetensors spelling: "BF16", ... */
+size_t mvl_dtype_size(mvl_dtype dt);      /* bytes per element */
+
+/* A view of one stored tensor. data points into the read-only mapping of
+ * its shard; the pages are only read when data is touched. */
+typedef struct mvl_tensor_view {
+    const char *name;
+    mvl_dtype dtype;
+    int ndim;
+    int64_t shape[MVL_MAX_DIMS];
+    const void *data;   /* [shape...] dtype, row-major, read-only */
+    uint64_t nbytes;
+    const char *file;   /* shard path */
+} mvl_tensor_view;
+
+/* ---- model directory (model/) ---------------------------------------------- */
+
+typedef struct mvl_model_dir mvl_model_dir;
+
+/* Opens a Hugging Face MiniMax-VL-01 directory in place: config.json,
+ * preprocessor_config.json and the safetensors (one file, or shards listed by
+ * model.safetensors.index.json). Only headers are parsed. */
+mvl_status mvl_model_dir_open(const char *dir, mvl_model_dir **out, mvl_error *err);
+void mvl_model_dir_close(mvl_model_dir *md);
+
+/* Looks up a tensor and checks its dtype and shape. ndim < 0 skips the shape
+ * check; dtype MVL_DTYPE_COUNT accepts any dtype. */
+mvl_status mvl_model_dir_tensor(const mvl_model_dir *md, const char *name, mvl_dtype dtype,
+                                int ndim, const int64_t *shape, mvl_tensor_view *out,
+                                mvl_error *err);
+
+/* Writes the human-readable summary that `minimax-vl info` prints. */
+mvl_status mvl_model_dir_describe(const mvl_model_dir *md, char **out_text, mvl_error *err);
+
+/* ---- images and preprocessing (vision/) ------------------------------------- */
+
+/* Pixel layouts of a decoded image. By default every image is decoded to
+ * MVL_PIXEL_RGB. With strict_reference the image keeps the mode Pillow would
+ * give it, because the reference resizes before converting to RGB
+ * (vision.md §3.6). */
+typedef enum mvl_pixel_mode {
+    MVL_PIXEL_RGB = 0, /* 3 x uint8 */
+    MVL_PIXEL_L,       /* 1 x uint8 gray */
+    MVL_PIXEL_LA,      /* 2 x uint8 gray + alpha (straight) */
+    MVL_PIXEL_RGBA,    /* 4 x uint8, straight alpha */
+    MVL_PIXEL_CMYK,    /* 4 x uint8 ink amounts (Pillow "CMYK", Adobe polarity undone) */
+    MVL_PIXEL_I16,     /* 1 x uint16 native-endian gray (Pillow "I;16") */
+} mvl_pixel_mode;
+
+typedef struct mvl_image {
+    int width, height;
+    mvl_pixel_mode mode;
+    int channels;        /* samples per pixel for mode: 1..4 */
+    int nearest;         /* 1: resize with NEAREST (Pillow modes "P" and "1", §3.6) */
+    void *data;          /* [height, width, channels] uint8 (uint16 for I16), row-major, owned */
+} mvl_image;
+
+#define MVL_IMAGE_DEFAULT_MAX_PIXELS 100000000ull
+
+typedef struct mvl_image_opts {
+    uint64_t max_pixels;  /* refuse images with more pixels (checked from the header); 0 = default */
+    int strict_reference; /* 1: reproduce the reference exactly: no EXIF orientation, keep the
+                             Pillow mode (alpha dropped later, not composited). 0: apply EXIF
+                             orientation and composite alpha onto white, giving RGB. */
+} mvl_image_opts;
+
+/* Decodes a JPEG or PNG (chosen by magic bytes). opts may be NULL (defaults).
+ * On error nothing is returned and err names the file and the reason. The
+ * image is released with mvl_image_free. */
+mvl_status mvl_image_load(const char *path, const mvl_image_opts *opts, mvl_image **out,
+                          mvl_error *err);
+/* Same from memory; name is only used in messages. */
+mvl_status mvl_image_decode(const void *buf, size_t len, const char *name,
+                            const mvl_image_opts *opts, mvl_image **out, mvl_error *err);
+void mvl_image_free(mvl_image *img);
+
+#define MVL_PREPROC_MAX_PINPOINTS 64
+
+/* preprocessor_config.json values that matter to anyres (vision.md §3). */
+typedef struct mvl_preproc_config {
+    int size;                                    /* tile side in pixels (336) */
+    int patch_size;                              /* ViT patch side (14) */
+    int n_pinpoints;
+    int pinpoints[MVL_PREPROC_MAX_PINPOINTS][2]; /* candidate canvases as (width, height) */
+    float mean[3], std[3];                       /* per RGB channel, on the 0..1 scale */
+} mvl_preproc_config;
+
+/* The released MiniMax-VL-01 values: 336, 14, the 28 pinpoints, CLIP mean/std. */
+void mvl_preproc_config_default(mvl_preproc_config *cfg);
+/* Reads preprocessor_config.json: starts from the defaults and overrides
+ * them with the keys present; a key of the wrong type or value is an error
+ * naming the file and the key. */
+mvl_status mvl_preproc_config_load(const char *path, mvl_preproc_config *cfg, mvl_error *err);
+
+/* Best canvas for a W x H image (§3.2), as (width, height) in pixels. */
+void mvl_select_canvas(const mvl_preproc_config *cfg, int64_t width, int64_t height, int *canvas_w,
+                       int *canvas_h);
+/* Visual tokens the LLM sees for a W x H image (§4.2). */
+int64_t mvl_image_token_count(const mvl_preproc_config *cfg, int64_t width, int64_t height);
+
+typedef struct mvl_preproc_result {
+    int width, height;      /* the image as decoded */
+    int canvas_w, canvas_h; /* chosen canvas in pixels */
+    int cols, rows;         /* tiles across and down */
+    int n_patches;          /* 1 + rows*cols: the thumbnail then row-major tiles */
+    int64_t image_tokens;
+    uint8_t *tiles;         /* [n_patches, size, size, 3] uint8 RGB, owned */
+} mvl_preproc_result;
+
+/* Anyres preprocessing (§3.3-3.5) into uint8 patches. Free with
+ * mvl_preproc_result_free (also after an error, which leaves it empty). */
+mvl_status mvl_preprocess(const mvl_image *img, const mvl_preproc_config *cfg,
+                          mvl_preproc_result *out, mvl_error *err);
+void mvl_preproc_result_free(mvl_preproc_result *r);
+
+/* uint8 patches [n, size, size, 3] -> float32 [n, 3, size, size] as the
+ * reference computes it: (u8/255 - mean)/std in float32 (§3.5). */
+void mvl_preproc_normalize(const mvl_preproc_config *cfg, const uint8_t *tiles, int n_patches,
+                           float *out);
+/* Rounds float32 values to bfloat16, nearest-even (NaN kept quiet), in place
+ * as float32 (bf16 bits in the high half), as `.to(torch.bfloat16)` does. */
+void mvl_round_bf16(float *x, size_t n);
+uint16_t mvl_f32_to_bf16(float x);
+
+/* ---- tokenizer and chat format (text/) --------------------------------------- */
+
+#ifdef __cplusplus
+}
+#endif
+#endif
