@@ -8,6 +8,10 @@
 
 #include "mvl.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #if defined(__GNUC__)
 #define MVL_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
@@ -64,4 +68,7 @@ bool mvl_strmap_get(const mvl_strmap *m, const char *key, size_t len, int64_t *v
 mvl_status mvl_npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape,
                              mvl_error *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif
