@@ -176,6 +176,107 @@ uint16_t mvl_f32_to_bf16(float x);
 
 /* ---- tokenizer and chat format (text/) --------------------------------------- */
 
+/* A byte-level BPE tokenizer read from a Hugging Face model directory
+ * (tokenizer.json + tokenizer_config.json, plus generation_config.json when
+ * present). Ids match HF `tokenizers` encode(text, add_special_tokens=False):
+ * the post-processor is not applied (the chat template writes every special
+ * token itself, vision.md §5.1). A loaded tokenizer is read-only and may be
+ * shared by threads; a small piece cache is used by one encode at a time. */
+typedef struct mvl_tokenizer mvl_tokenizer;
+
+mvl_status mvl_tokenizer_load(const char *dir, mvl_tokenizer **out, mvl_error *err);
+void mvl_tokenizer_free(mvl_tokenizer *tok);
+
+/* Number of id slots: the largest id + 1 (ids in gaps have no token). */
+size_t mvl_tokenizer_n_ids(const mvl_tokenizer *tok);
+
+/* Id of the token whose text is `text` (added tokens first, then the
+ * vocabulary, compared as decoded bytes), or -1. */
+int32_t mvl_tokenizer_token_id(const mvl_tokenizer *tok, const char *text);
+
+/* Decoded bytes of one id (added tokens verbatim); NULL for an unknown id.
+ * Owned by tok. *len gets the byte count (may be a partial UTF-8 character). */
+const char *mvl_tokenizer_token_bytes(const mvl_tokenizer *tok, int32_t id, size_t *len);
+
+/* Stop ids: the id of tokenizer_config.json's eos_token plus any
+ * generation_config.json eos_token_id(s). Owned by tok. */
+const int32_t *mvl_tokenizer_stop_ids(const mvl_tokenizer *tok, size_t *n);
+
+/* Encodes text[0..len) (any bytes). Added tokens are split out first, then the
+ * normalizer, the pre-tokenizer regex and BPE run on the rest. Invalid UTF-8
+ * is kept, not replaced: the regex never matches across an invalid byte, so
+ * such bytes end up in pieces of their own that BPE encodes byte by byte
+ * (decode gives the same bytes back). A tokenizer with an NFC normalizer
+ * rejects invalid UTF-8 with MVL_ERR_ARG. *ids is malloc'd; free() it. */
+mvl_status mvl_tokenizer_encode(const mvl_tokenizer *tok, const char *text, size_t len,
+                                int32_t **ids, size_t *n_ids, mvl_error *err);
+
+/* Decodes ids to UTF-8 as HF decode() does: byte sequences that are not
+ * valid UTF-8 become U+FFFD (one per maximal invalid subpart). skip_special
+ * drops special added tokens. *out is malloc'd and NUL-terminated; free() it.
+ * An id with no token is an MVL_ERR_ARG error. */
+mvl_status mvl_tokenizer_decode(const mvl_tokenizer *tok, const int32_t *ids, size_t n,
+                                int skip_special, char **out, size_t *out_len, mvl_error *err);
+
+/* Streaming decoder for token-by-token output: never returns half a UTF-8
+ * character; bytes that can no longer complete come out as U+FFFD. The
+ * concatenation of all pushes and the final flush equals
+ * mvl_tokenizer_decode of the same ids. */
+typedef struct mvl_detok mvl_detok;
+
+mvl_status mvl_detok_init(const mvl_tokenizer *tok, int skip_special, mvl_detok **out,
+                          mvl_error *err);
+void mvl_detok_free(mvl_detok *d);
+/* Adds one id; *text (owned by d, valid until the next call) gets the bytes
+ * that are now complete, possibly none (*len == 0). */
+mvl_status mvl_detok_push(mvl_detok *d, int32_t id, const char **text, size_t *len,
+                          mvl_error *err);
+/* Ends the stream: returns what is still held (as U+FFFD) and resets d. */
+void mvl_detok_flush(mvl_detok *d, const char **text, size_t *len);
+
+/* Chat format of MiniMax-VL-01 (vision.md §5.1). A message is a role and a
+ * list of content items; an image item renders as the `<image>` placeholder
+ * with no separator. */
+typedef enum mvl_chat_role {
+    MVL_ROLE_SYSTEM = 0,
+    MVL_ROLE_USER,
+    MVL_ROLE_ASSISTANT,
+} mvl_chat_role;
+
+typedef struct mvl_chat_item {
+    int is_image;        /* 1: an image placeholder; 0: text */
+    const char *text;    /* text items: bytes (need not be NUL-terminated) */
+    size_t len;
+} mvl_chat_item;
+
+typedef struct mvl_chat_message {
+    mvl_chat_role role;
+    const mvl_chat_item *items; /* [n_items] */
+    size_t n_items;
+} mvl_chat_message;
+
+/* Renders messages as the template text (before image expansion), with the
+ * generation prompt `<beginning_of_sentence>ai name=assistant\n` appended when
+ * add_generation_prompt. *out is malloc'd and NUL-terminated; free() it. */
+mvl_status mvl_chat_render(const mvl_chat_message *msgs, size_t n_msgs, int add_generation_prompt,
+                           char **out, size_t *out_len, mvl_error *err);
+
+/* Renders and tokenizes, then expands the k-th `<image>` placeholder of the
+ * rendered text into image_tokens[k] copies of the `<image>` id
+ * (vision.md §4.4); placeholders beyond n_images stay single ids, as in the
+ * reference processor. image_tokens[k] is the preprocessing token count of
+ * image k (vision.md §4.2). *ids is malloc'd; free() it. */
+mvl_status mvl_chat_encode(const mvl_tokenizer *tok, const mvl_chat_message *msgs, size_t n_msgs,
+                           int add_generation_prompt, const int32_t *image_tokens, size_t n_images,
+                           int32_t **ids, size_t *n_ids, mvl_error *err);
+
+/* Raw mode, no template: text as given. When the text holds fewer `<image>`
+ * placeholders than images, the missing ones are placed before the text (as
+ * an image item before a text item renders); then as mvl_chat_encode. */
+mvl_status mvl_chat_encode_raw(const mvl_tokenizer *tok, const char *text, size_t len,
+                               const int32_t *image_tokens, size_t n_images, int32_t **ids,
+                               size_t *n_ids, mvl_error *err);
+
 #ifdef __cplusplus
 }
 #endif

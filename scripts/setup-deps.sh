@@ -11,6 +11,7 @@ pkgs=(
   libstb-dev                              # stb_image_resize (non-parity paths)
   libjansson-dev                          # JSON: config, safetensors headers, tokenizer.json
   libpcre2-dev                            # tokenizer pre-tokenizer regex
+  libutf8proc-dev                         # tokenizer NFC normalizer
   libcmocka-dev                           # unit tests
   libopenblas-dev                         # CPU GEMMs
 )
