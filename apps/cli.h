@@ -26,7 +26,39 @@ const char *mvl_cli_default_model(void);
 /* True when arg is -h or --help. */
 int mvl_cli_is_help(const char *arg);
 
+/* ---- declarative option parsing, shared by every subcommand ---------------
+ * Flags follow llama.cpp's vocabulary (-m/--model, --image, -p/--prompt, -n,
+ * --temp, ...). Both "--flag value" and "--flag=value" are accepted. */
+typedef enum {
+    MVL_OPT_FLAG,  /* int *: set to 1 */
+    MVL_OPT_STR,   /* const char **: the value */
+    MVL_OPT_INT,   /* long long *: a whole number */
+    MVL_OPT_FLOAT, /* double *: a finite number */
+    MVL_OPT_LIST,  /* mvl_cli_list *: repeatable */
+} mvl_opt_kind;
+
+typedef struct mvl_cli_list {
+    const char *items[256];
+    int n;
+} mvl_cli_list;
+
+typedef struct mvl_cli_option {
+    const char *short_name; /* "-m", or NULL */
+    const char *long_name;  /* "--model" */
+    mvl_opt_kind kind;
+    void *dest;
+    const char *help;       /* "DIR  what it does" */
+} mvl_cli_option;
+
+/* Parses argv[1..] (argv[0] is the subcommand). Positional arguments go to
+ * pos (which may be NULL when none are accepted). Returns -1 when the
+ * command should go on, MVL_EXIT_OK after printing -h help, or
+ * MVL_EXIT_USAGE after a usage error (unknown flag, missing or bad value). */
+int mvl_cli_parse(const char *cmd, const char *usage, const char *about, const mvl_cli_option *opts, int nopts,
+                  int argc, char **argv, mvl_cli_list *pos);
+
 /* Subcommands: argv[0] is the subcommand name. */
 int mvl_cmd_info(int argc, char **argv);
+int mvl_cmd_preprocess(int argc, char **argv);
 
 #endif

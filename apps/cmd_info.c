@@ -11,20 +11,15 @@ static const char usage[] = "minimax-vl info [-m DIR] [-v]";
 int mvl_cmd_info(int argc, char **argv) {
     const char *dir = NULL;
     int verbose = 0;
-    for (int i = 1; i < argc; i++) {
-        if (mvl_cli_is_help(argv[i])) {
-            printf("usage: %s\n\n  -m, --model DIR   Hugging Face model directory (default: the bundled test model)\n"
-                   "  -v, --verbose     also print how long opening took\n", usage);
-            return MVL_EXIT_OK;
-        } else if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
-            if (++i >= argc) return mvl_cli_usage_error("info", usage, "%s needs a value", argv[i - 1]);
-            dir = argv[i];
-        } else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
-            verbose = 1;
-        } else {
-            return mvl_cli_usage_error("info", usage, "unknown argument '%s'", argv[i]);
-        }
-    }
+    const mvl_cli_option opts[] = {
+        {"-m", "--model", MVL_OPT_STR, &dir, "DIR  Hugging Face model directory (default: the bundled model)"},
+        {"-v", "--verbose", MVL_OPT_FLAG, &verbose, "also print how long opening took (stderr)"},
+    };
+    int rc = mvl_cli_parse("info", usage,
+                           "Checks a model directory against its config and prints parameter counts, dtypes,\n"
+                           "the layer-type pattern and the memory each device needs.",
+                           opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, NULL);
+    if (rc >= 0) return rc;
     if (!dir) dir = mvl_cli_default_model();
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
