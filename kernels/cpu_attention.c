@@ -1,0 +1,116 @@
+/* RoPE, softmax attention and lightning attention on the CPU (kernels/). All
+ * products go through mvl_op_gemm; the loops here only scale, mask and
+ * normalise. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+
+void mvl_op_rope_neox(float *x, int64_t n, int64_t ld, int heads, int head_dim, int rot_dim,
+                      int64_t pos0, double theta) {
+    int half = rot_dim / 2;
+    float inv_freq[512];
+    for (int i = 0; i < half && i < 512; i++)
+        inv_freq[i] = (float)(1.0 / pow(theta, (double)(2 * i) / (double)rot_dim));
+    for (int64_t r = 0; r < n; r++) {
+        float p = (float)(pos0 + r);
+        for (int i = 0; i < half; i++) {
+            float ang = p * inv_freq[i]; /* fp32 product, as the reference tables (decoder.md §8.4) */
+            float c = cosf(ang), s = sinf(ang);
+            for (int h = 0; h < heads; h++) {
+                float *xh = x + r * ld + (int64_t)h * head_dim;
+                float a = xh[i], b = xh[i + half];
+                xh[i] = a * c - b * s;
+                xh[i + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+enum { ATT_QBLOCK = 128 }; /* queries per score tile: bounds scratch to 128 x t */
+
+mvl_status mvl_op_attention(const float *q, int64_t ldq, int64_t n, const float *k, const float *v,
+                            int64_t ldkv, int64_t t, int heads, int kv_heads, int d, float scale,
+                            bool causal, float *out, mvl_error *err) {
+    size_t bytes;
+    if (!mvl_mul_ok((size_t)ATT_QBLOCK * sizeof(float), (size_t)t, &bytes))
+        return mvl_fail(err, MVL_ERR_LIMIT, "attention over %lld keys is too long", (long long)t);
+    float *sc = mvl_malloc(bytes ? bytes : 1, err);
+    if (!sc) return MVL_ERR_NOMEM;
+    int group = heads / kv_heads;
+    int64_t ldo = (int64_t)heads * d;
+    for (int h = 0; h < heads; h++) {
+        const float *qh = q + (int64_t)h * d, *kh = k + (int64_t)(h / group) * d, *vh = v + (int64_t)(h / group) * d;
+        for (int64_t i0 = 0; i0 < n; i0 += ATT_QBLOCK) {
+            int64_t m = n - i0 < ATT_QBLOCK ? n - i0 : ATT_QBLOCK;
+            /* keys visible to the last query of the tile */
+            int64_t tk = causal ? t - n + i0 + m : t;
+            mvl_op_gemm(false, true, m, tk, d, scale, qh + i0 * ldq, ldq, kh, ldkv, 0.0f, sc, tk);
+            for (int64_t i = 0; i < m; i++) {
+                float *row = sc + i * tk;
+                int64_t vis = causal ? t - n + i0 + i + 1 : tk;
+                float mx = row[0];
+                for (int64_t j = 1; j < vis; j++) mx = fmaxf(mx, row[j]);
+                double sum = 0;
+                for (int64_t j = 0; j < vis; j++) {
+                    row[j] = expf(row[j] - mx);
+                    sum += row[j];
+                }
+                float inv = (float)(1.0 / sum);
+                for (int64_t j = 0; j < vis; j++) row[j] *= inv;
+                for (int64_t j = vis; j < tk; j++) row[j] = 0.0f;
+            }
+            mvl_op_gemm(false, false, m, d, tk, 1.0f, sc, tk, vh, ldkv, 0.0f, out + i0 * ldo + (int64_t)h * d, ldo);
+        }
+    }
+    free(sc);
+    return MVL_OK;
+}
+
+/* One head, one block of m tokens (decoder.md §4.4):
+ *   O[c]  = lambda^(c+1) q_c S_prev + sum_{j<=c} lambda^(c-j) (q_c.k_j) v_j
+ *   S_new = lambda^m S_prev + sum_j lambda^(m-1-j) k_j^T v_j
+ * This is the HF form; it equals the recurrence (§8.1 explains why the vLLM
+ * form with lambda^c does not). */
+static void lightning_block(const float *q, const float *k, const float *v, int64_t ld, int64_t m, int d,
+                            double s, float *S, float *o, int64_t ldo, float *att, float *kd) {
+    /* inter-block term first, then scale rows by lambda^(c+1) */
+    mvl_op_gemm(false, false, m, d, d, 1.0f, q, ld, S, d, 0.0f, o, ldo);
+    for (int64_t c = 0; c < m; c++) {
+        float f = (float)exp(-s * (double)(c + 1));
+        for (int j = 0; j < d; j++) o[c * ldo + j] *= f;
+    }
+    /* intra-block: (Q K^T) masked by the decay, times V */
+    mvl_op_gemm(false, true, m, m, d, 1.0f, q, ld, k, ld, 0.0f, att, m);
+    for (int64_t c = 0; c < m; c++)
+        for (int64_t j = 0; j < m; j++) att[c * m + j] = j <= c ? att[c * m + j] * (float)exp(-s * (double)(c - j)) : 0.0f;
+    mvl_op_gemm(false, false, m, d, m, 1.0f, att, m, v, ld, 1.0f, o, ldo);
+    /* state: decay it, then add the decayed keys times the values */
+    float bd = (float)exp(-s * (double)m);
+    for (int64_t i = 0; i < (int64_t)d * d; i++) S[i] *= bd;
+    for (int64_t j = 0; j < m; j++) {
+        float f = (float)exp(-s * (double)(m - 1 - j));
+        for (int i = 0; i < d; i++) kd[j * d + i] = k[j * ld + i] * f;
+    }
+    mvl_op_gemm(true, false, d, d, m, 1.0f, kd, d, v, ld, 1.0f, S, d);
+}
+
+mvl_status mvl_op_lightning(const float *qkv, int64_t n, int heads, int d, const float *slopes,
+                            int block, float *state, float *out, mvl_error *err) {
+    int64_t mb = n < block ? n : block;
+    float *att = mvl_malloc((size_t)(mb * mb + mb * d) * sizeof(float), err);
+    if (!att) return MVL_ERR_NOMEM;
+    float *kd = att + mb * mb;
+    int64_t ld = (int64_t)heads * 3 * d, ldo = (int64_t)heads * d;
+    for (int h = 0; h < heads; h++) {
+        float *S = state + (int64_t)h * d * d;
+        for (int64_t b0 = 0; b0 < n; b0 += block) {
+            int64_t m = n - b0 < block ? n - b0 : block;
+            const float *q = qkv + b0 * ld + (int64_t)h * 3 * d;
+            lightning_block(q, q + d, q + 2 * d, ld, m, d, slopes[h], S, out + b0 * ldo + (int64_t)h * d, ldo, att, kd);
+        }
+    }
+    free(att);
+    return MVL_OK;
+}

@@ -1,0 +1,2 @@
+# Model on the CPU (issue 5): ops, ViT, projector, decoder, generation.
+mvl_add_test(test_model_ops SOURCES test_model_ops.c LABELS unit TIMEOUT 60)
