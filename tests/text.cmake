@@ -11,3 +11,6 @@ target_link_libraries(test_tokenizer_golden PRIVATE mvl_tok_testutil)
 add_executable(bench_tokenizer ${CMAKE_CURRENT_LIST_DIR}/bench_tokenizer.c)
 target_include_directories(bench_tokenizer PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(bench_tokenizer PRIVATE mvl_tok_testutil)
+
+mvl_add_test(test_tokenizer SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_tokenizer.c LABELS unit)
+target_link_libraries(test_tokenizer PRIVATE mvl_tok_testutil)
