@@ -13,6 +13,7 @@ typedef struct {
 static const command commands[] = {
     {"info", mvl_cmd_info, "show parameter counts, dtypes, layer pattern and memory of a model"},
     {"preprocess", mvl_cmd_preprocess, "decode an image and write the ViT input tiles as .npy"},
+    {"tokenize", mvl_cmd_tokenize, "show the token ids and pieces of a text"},
 };
 
 static void print_help(FILE *f) {

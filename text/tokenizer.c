@@ -390,7 +390,7 @@ static int cmp_added(const void *a, const void *b) {
 }
 
 static void added_set_index(added_set *s) {
-    qsort(s->tok, s->n, sizeof *s->tok, cmp_added);
+    if (s->n) qsort(s->tok, s->n, sizeof *s->tok, cmp_added);
     for (size_t i = 0; i < s->n; i++) {
         unsigned char f = (unsigned char)s->tok[i].s[0];
         if (!s->count[f]) s->start[f] = (uint32_t)i;
