@@ -62,6 +62,20 @@ mvl_status mvl_strmap_put(mvl_strmap *m, const char *key, size_t len, int64_t va
 /* Returns true and sets *val when key is present. */
 bool mvl_strmap_get(const mvl_strmap *m, const char *key, size_t len, int64_t *val);
 
+/* ---- growing string buffer -------------------------------------------------
+ * Appends never fail loudly: the first allocation failure sets oom and later
+ * appends do nothing, so a caller checks once at the end. p is always
+ * NUL-terminated after the first append; the caller frees p. */
+typedef struct mvl_strbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} mvl_strbuf;
+
+void mvl_strbuf_add(mvl_strbuf *b, const char *s, size_t n);
+void mvl_strbuf_puts(mvl_strbuf *b, const char *s);
+void mvl_strbuf_printf(mvl_strbuf *b, const char *fmt, ...) MVL_PRINTF(2, 3);
+
 /* ---- .npy output ------------------------------------------------------------ */
 
 /* Writes a C-order little-endian float32 array as a NumPy .npy (format 1.0). */

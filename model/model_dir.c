@@ -1,7 +1,6 @@
 /* A Hugging Face MiniMax-VL-01 directory opened in place (model/):
  * config.json plus the safetensors, headers only. */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,42 +201,8 @@ mvl_status mvl_model_dir_validate(const mvl_model_dir *md, mvl_error *err) {
     return run_survey(md, &s, err);
 }
 
-/* Growing text buffer for the summary. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} strbuf;
-
-static void sb_printf(strbuf *b, const char *fmt, ...) MVL_PRINTF(2, 3);
-static void sb_printf(strbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = true;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-}
-
 /* 456089655296 -> "456,089,655,296 (456.09B)" */
-static void sb_count(strbuf *b, uint64_t n) {
+static void sb_count(mvl_strbuf *b, uint64_t n) {
     char digits[32], grouped[48];
     int len = snprintf(digits, sizeof digits, "%" PRIu64, n), o = 0;
     for (int i = 0; i < len; i++) {
@@ -247,20 +212,20 @@ static void sb_count(strbuf *b, uint64_t n) {
     grouped[o] = '\0';
     double x = (double)n;
     if (x >= 1e9)
-        sb_printf(b, "%s (%.2fB)", grouped, x / 1e9);
+        mvl_strbuf_printf(b, "%s (%.2fB)", grouped, x / 1e9);
     else if (x >= 1e6)
-        sb_printf(b, "%s (%.2fM)", grouped, x / 1e6);
+        mvl_strbuf_printf(b, "%s (%.2fM)", grouped, x / 1e6);
     else
-        sb_printf(b, "%s", grouped);
+        mvl_strbuf_printf(b, "%s", grouped);
 }
 
-static void sb_bytes(strbuf *b, double x) {
+static void sb_bytes(mvl_strbuf *b, double x) {
     if (x >= 1e9)
-        sb_printf(b, "%.1f GB", x / 1e9);
+        mvl_strbuf_printf(b, "%.1f GB", x / 1e9);
     else if (x >= 1e6)
-        sb_printf(b, "%.1f MB", x / 1e6);
+        mvl_strbuf_printf(b, "%.1f MB", x / 1e6);
     else
-        sb_printf(b, "%.1f kB", x / 1e3);
+        mvl_strbuf_printf(b, "%.1f kB", x / 1e3);
 }
 
 mvl_status mvl_model_dir_describe(const mvl_model_dir *md, char **out_text, mvl_error *err) {
@@ -282,57 +247,57 @@ mvl_status mvl_model_dir_describe(const mvl_model_dir *md, char **out_text, mvl_
     int nsoft = 0;
     for (int l = 0; l < t->num_layers; l++) nsoft += t->layer_types[l] == MVL_LAYER_SOFTMAX;
 
-    strbuf b = {0};
-    sb_printf(&b, "model: %s (%s config layout, %d shard%s, %zu tensors)\n", md->path,
+    mvl_strbuf b = {0};
+    mvl_strbuf_printf(&b, "model: %s (%s config layout, %d shard%s, %zu tensors)\n", md->path,
               c->native_layout ? "transformers-native" : "released remote-code", md->st->nfiles,
               md->st->nfiles == 1 ? "" : "s", md->st->ntensors);
-    sb_printf(&b, "parameters:\n  vision:     ");
+    mvl_strbuf_printf(&b, "parameters:\n  vision:     ");
     sb_count(&b, s.params[MVL_PART_VISION]);
-    sb_printf(&b, "\n  projector:  ");
+    mvl_strbuf_printf(&b, "\n  projector:  ");
     sb_count(&b, s.params[MVL_PART_PROJECTOR]);
-    sb_printf(&b, "  (+ image_newline %" PRIu64 ")\n  text:       ", s.params[MVL_PART_NEWLINE]);
+    mvl_strbuf_printf(&b, "  (+ image_newline %" PRIu64 ")\n  text:       ", s.params[MVL_PART_NEWLINE]);
     sb_count(&b, text);
-    sb_printf(&b, "\n    embedding %" PRIu64 ", lm_head %" PRIu64 ", experts %" PRIu64 "\n",
+    mvl_strbuf_printf(&b, "\n    embedding %" PRIu64 ", lm_head %" PRIu64 ", experts %" PRIu64 "\n",
               s.params[MVL_PART_EMBED], s.params[MVL_PART_LM_HEAD], s.params[MVL_PART_EXPERT]);
-    sb_printf(&b, "  total:      ");
+    mvl_strbuf_printf(&b, "  total:      ");
     sb_count(&b, text + s.params[MVL_PART_VISION] + s.params[MVL_PART_PROJECTOR] + s.params[MVL_PART_NEWLINE]);
-    sb_printf(&b, "\n  active per token (text, %d of %d experts, without embedding and lm_head): ", t->experts_per_tok,
+    mvl_strbuf_printf(&b, "\n  active per token (text, %d of %d experts, without embedding and lm_head): ", t->experts_per_tok,
               t->num_experts);
     sb_count(&b, active);
-    sb_printf(&b, "\ndtypes:");
+    mvl_strbuf_printf(&b, "\ndtypes:");
     for (int d = 0; d < MVL_DTYPE_COUNT; d++)
         if (s.by_dtype[d]) {
-            sb_printf(&b, " %s ", mvl_dtype_name((mvl_dtype)d));
+            mvl_strbuf_printf(&b, " %s ", mvl_dtype_name((mvl_dtype)d));
             sb_count(&b, s.by_dtype[d]);
         }
-    sb_printf(&b, "\nvision: %d layers, hidden %d, %d heads, mlp %d, %dpx tiles of %dpx patches, feature layer %d\n",
+    mvl_strbuf_printf(&b, "\nvision: %d layers, hidden %d, %d heads, mlp %d, %dpx tiles of %dpx patches, feature layer %d\n",
               c->vision.num_layers, c->vision.hidden_size, c->vision.num_heads, c->vision.intermediate_size,
               c->vision.image_size, c->vision.patch_size, c->vision_feature_layer);
-    sb_printf(&b, "text: %d layers, hidden %d, %d heads x %d (kv %d, rotary %d), %d experts top-%d of %d, vocab %d\n",
+    mvl_strbuf_printf(&b, "text: %d layers, hidden %d, %d heads x %d (kv %d, rotary %d), %d experts top-%d of %d, vocab %d\n",
               t->num_layers, t->hidden_size, t->num_heads, t->head_dim, t->num_kv_heads, t->rotary_dim, t->num_experts,
               t->experts_per_tok, t->intermediate_size, t->vocab_size);
-    sb_printf(&b, "layer types (L lightning, S softmax): %d lightning, %d softmax\n  ", t->num_layers - nsoft, nsoft);
-    for (int l = 0; l < t->num_layers; l++) sb_printf(&b, "%c", t->layer_types[l] == MVL_LAYER_SOFTMAX ? 'S' : 'L');
+    mvl_strbuf_printf(&b, "layer types (L lightning, S softmax): %d lightning, %d softmax\n  ", t->num_layers - nsoft, nsoft);
+    for (int l = 0; l < t->num_layers; l++) mvl_strbuf_printf(&b, "%c", t->layer_types[l] == MVL_LAYER_SOFTMAX ? 'S' : 'L');
     /* decoder.md §10: fp32 lightning state per sequence, bf16 KV per token. */
     double state = (double)(t->num_layers - nsoft) * t->num_heads * t->head_dim * t->head_dim * 4.0;
     double kv = (double)nsoft * 2.0 * t->num_kv_heads * t->head_dim * 2.0;
-    sb_printf(&b, "\nmemory (weights as stored):\n  vision + projector: ");
+    mvl_strbuf_printf(&b, "\nmemory (weights as stored):\n  vision + projector: ");
     sb_bytes(&b, (double)vis_bytes);
-    sb_printf(&b, "\n  text decoder:       ");
+    mvl_strbuf_printf(&b, "\n  text decoder:       ");
     sb_bytes(&b, (double)text_bytes);
-    sb_printf(&b, "\n  per sequence: lightning state ");
+    mvl_strbuf_printf(&b, "\n  per sequence: lightning state ");
     sb_bytes(&b, state);
-    sb_printf(&b, " (fp32) + KV cache ");
+    mvl_strbuf_printf(&b, " (fp32) + KV cache ");
     sb_bytes(&b, kv);
-    sb_printf(&b, " per token (bf16)\n  per device (text split evenly, vision on device 0):\n");
+    mvl_strbuf_printf(&b, " per token (bf16)\n  per device (text split evenly, vision on device 0):\n");
     for (int n = 1; n <= 8; n *= 2) {
-        sb_printf(&b, "    %d GPU%s: ", n, n == 1 ? " " : "s");
+        mvl_strbuf_printf(&b, "    %d GPU%s: ", n, n == 1 ? " " : "s");
         sb_bytes(&b, (double)text_bytes / n + (double)vis_bytes);
-        sb_printf(&b, " on device 0 before state and KV\n");
+        mvl_strbuf_printf(&b, " on device 0 before state and KV\n");
     }
-    sb_printf(&b, "  cpu: weights are memory-mapped; ");
+    mvl_strbuf_printf(&b, "  cpu: weights are memory-mapped; ");
     sb_bytes(&b, (double)(vis_bytes + text_bytes));
-    sb_printf(&b, " of page cache to run without re-reading the disk\n");
+    mvl_strbuf_printf(&b, " of page cache to run without re-reading the disk\n");
     if (b.oom) {
         free(b.p);
         return mvl_fail(err, MVL_ERR_NOMEM, "out of memory");

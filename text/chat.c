@@ -9,44 +9,18 @@
 #define GENERATION_PROMPT "<beginning_of_sentence>ai name=assistant\n"
 #define MAX_IMAGE_TOKENS (1 << 24)
 
-typedef struct strbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(strbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
 mvl_status mvl_chat_render(const mvl_chat_message *msgs, size_t n_msgs, int add_generation_prompt, char **out,
                            size_t *out_len, mvl_error *err) {
     *out = NULL;
     if (out_len) *out_len = 0;
-    strbuf b = {0};
-    sb_add(&b, "", 0);
+    mvl_strbuf b = {0};
+    mvl_strbuf_add(&b, "", 0);
     for (size_t i = 0; i < n_msgs; i++) {
         const mvl_chat_message *m = &msgs[i];
         switch (m->role) {
-        case MVL_ROLE_SYSTEM: sb_str(&b, "<beginning_of_sentence>system ai_setting=assistant\n"); break;
-        case MVL_ROLE_USER: sb_str(&b, "<beginning_of_sentence>user name=user\n"); break;
-        case MVL_ROLE_ASSISTANT: sb_str(&b, GENERATION_PROMPT); break;
+        case MVL_ROLE_SYSTEM: mvl_strbuf_puts(&b, "<beginning_of_sentence>system ai_setting=assistant\n"); break;
+        case MVL_ROLE_USER: mvl_strbuf_puts(&b, "<beginning_of_sentence>user name=user\n"); break;
+        case MVL_ROLE_ASSISTANT: mvl_strbuf_puts(&b, GENERATION_PROMPT); break;
         default:
             free(b.p);
             return mvl_fail(err, MVL_ERR_ARG, "chat message %zu has an unknown role %d", i, (int)m->role);
@@ -54,24 +28,24 @@ mvl_status mvl_chat_render(const mvl_chat_message *msgs, size_t n_msgs, int add_
         for (size_t k = 0; k < m->n_items; k++) {
             const mvl_chat_item *it = &m->items[k];
             if (it->is_image) {
-                sb_str(&b, IMAGE_PLACEHOLDER);
+                mvl_strbuf_puts(&b, IMAGE_PLACEHOLDER);
             } else if (it->len) {
                 if (!it->text) {
                     free(b.p);
                     return mvl_fail(err, MVL_ERR_ARG, "chat message %zu item %zu: NULL text", i, k);
                 }
-                sb_add(&b, it->text, it->len);
+                mvl_strbuf_add(&b, it->text, it->len);
             }
         }
-        sb_str(&b, "<end_of_sentence>\n");
+        mvl_strbuf_puts(&b, "<end_of_sentence>\n");
     }
-    if (add_generation_prompt) sb_str(&b, GENERATION_PROMPT);
+    if (add_generation_prompt) mvl_strbuf_puts(&b, GENERATION_PROMPT);
     if (b.oom) {
         free(b.p);
         return mvl_fail(err, MVL_ERR_NOMEM, "out of memory rendering the chat");
     }
     *out = b.p;
-    if (out_len) *out_len = b.n;
+    if (out_len) *out_len = b.len;
     return MVL_OK;
 }
 
