@@ -60,6 +60,7 @@ int mvl_cli_parse(const char *cmd, const char *usage, const char *about, const m
 /* Subcommands: argv[0] is the subcommand name. */
 int mvl_cmd_info(int argc, char **argv);
 int mvl_cmd_preprocess(int argc, char **argv);
+int mvl_cmd_logits(int argc, char **argv);
 int mvl_cmd_tokenize(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ typedef struct {
 static const command commands[] = {
     {"info", mvl_cmd_info, "show parameter counts, dtypes, layer pattern and memory of a model"},
     {"preprocess", mvl_cmd_preprocess, "decode an image and write the ViT input tiles as .npy"},
+    {"logits", mvl_cmd_logits, "write the float32 logits of a prompt (with images) as .npy"},
     {"tokenize", mvl_cmd_tokenize, "show the token ids and pieces of a text"},
 };
 

@@ -277,6 +277,107 @@ mvl_status mvl_chat_encode_raw(const mvl_tokenizer *tok, const char *text, size_
                                const int32_t *image_tokens, size_t n_images, int32_t **ids,
                                size_t *n_ids, mvl_error *err);
 
+/* ---- model and generation ---- */
+
+/* A loaded MiniMax-VL-01 (vision tower, projector, decoder) on the CPU
+ * backend. Read-only after load: several mvl_seq may share one model, but
+ * calls that compute must not run concurrently (the backend is threaded
+ * inside). BF16/F16 weights are widened to float32 at load (2x memory). */
+typedef struct mvl_model mvl_model;
+
+typedef struct mvl_model_opts {
+    int n_threads;  /* GEMM threads; 0 = the OpenBLAS default */
+} mvl_model_opts;
+
+/* Opens DIR (see mvl_model_dir_open) and loads every weight. opts may be NULL. */
+mvl_status mvl_model_load(const char *dir, const mvl_model_opts *opts, mvl_model **out, mvl_error *err);
+void mvl_model_free(mvl_model *m);
+
+int32_t mvl_model_vocab_size(const mvl_model *m);
+int32_t mvl_model_hidden_size(const mvl_model *m);
+int32_t mvl_model_image_token_id(const mvl_model *m);
+/* The preprocessing values of the model directory (preprocessor_config.json,
+ * or the released defaults when the file has none). */
+const mvl_preproc_config *mvl_model_preproc(const mvl_model *m);
+
+/* One preprocessed image, as the model takes it. Borrowed by the calls below. */
+typedef struct mvl_image_input {
+    const float *pixels; /* [1 + cols*rows, 3, S, S] float32 (mvl_preproc_normalize): thumbnail, then tiles */
+    int cols, rows;      /* tile grid of the chosen canvas */
+    int width, height;   /* the original image size: the unpad uses it (vision.md §4.1) */
+} mvl_image_input;
+
+/* Visual tokens of img (vision.md §4.2); the <image> id must occur exactly
+ * this many times for it. */
+int64_t mvl_model_image_tokens(const mvl_model *m, const mvl_image_input *img);
+
+/* Runs the ViT, projector and packing for one image: *out (malloc'd; free())
+ * gets [*n_tokens, hidden] float32 embeddings. */
+mvl_status mvl_model_embed_image(const mvl_model *m, const mvl_image_input *img, float **out,
+                                 int64_t *n_tokens, mvl_error *err);
+
+/* A sequence: the state a conversation leaves behind (KV cache of the
+ * softmax layers, fp32 lightning states), so a follow-up turn only runs its
+ * new tokens. Owned by the caller; it borrows its model, which must outlive it. */
+typedef struct mvl_seq mvl_seq;
+
+mvl_status mvl_seq_init(const mvl_model *m, mvl_seq **out, mvl_error *err);
+void mvl_seq_free(mvl_seq *s);
+/* Positions consumed so far (a pending sampled token not included). */
+int64_t mvl_seq_length(const mvl_seq *s);
+/* Forgets everything; the allocations are kept. */
+void mvl_seq_reset(mvl_seq *s);
+
+/* Appends ids[0..n) (prefill). Positions holding the image token id take the
+ * packed embeddings of images[0..n_images) in order; their total count must
+ * match exactly (MVL_ERR_ARG otherwise). A token sampled by mvl_seq_generate
+ * and not yet run goes first. logits: NULL or [n, vocab] float32, one row per
+ * appended id. On error the sequence is reset. */
+mvl_status mvl_seq_append(mvl_seq *s, const int32_t *ids, size_t n, const mvl_image_input *images,
+                          size_t n_images, float *logits, mvl_error *err);
+/* Logits [vocab] after the last position run; NULL before any. Owned by s. */
+const float *mvl_seq_last_logits(const mvl_seq *s);
+
+/* Sampling: temperature <= 0 is greedy (argmax, lowest id on ties). Else the
+ * logits are divided by the temperature, then cut by top_k (0 = off), top_p
+ * (1 = off) and min_p (0 = off), in that order, and one id is drawn with the
+ * seeded generator. */
+typedef struct mvl_sample_opts {
+    float temperature;
+    int top_k;
+    float top_p;
+    float min_p;
+    uint64_t seed;
+} mvl_sample_opts;
+
+typedef struct mvl_sampler mvl_sampler;
+mvl_status mvl_sampler_init(const mvl_sample_opts *opts, mvl_sampler **out, mvl_error *err);
+void mvl_sampler_free(mvl_sampler *s);
+int32_t mvl_sampler_sample(mvl_sampler *s, const float *logits, size_t vocab);
+
+typedef enum mvl_stop_reason {
+    MVL_STOP_ID = 0,     /* a stop id was sampled (it is the last id returned) */
+    MVL_STOP_LENGTH,     /* max_tokens reached */
+    MVL_STOP_CALLBACK,   /* on_token returned nonzero */
+} mvl_stop_reason;
+
+typedef struct mvl_generate_opts {
+    mvl_sample_opts sample;
+    size_t max_tokens;
+    const int32_t *stop_ids; /* [n_stop] */
+    size_t n_stop;
+    /* Called for each sampled id; nonzero stops. May be NULL. */
+    int (*on_token)(void *ctx, int32_t id);
+    void *ctx;
+} mvl_generate_opts;
+
+/* Samples from the sequence's last logits, feeds the id, and repeats, up to
+ * max_tokens ids (written to out_ids[max_tokens]; *n_out gets the count).
+ * The last sampled id is not run (nothing needs its logits); the next
+ * mvl_seq_append runs it first, so a follow-up turn continues the same state. */
+mvl_status mvl_seq_generate(mvl_seq *s, const mvl_generate_opts *opts, int32_t *out_ids, size_t *n_out,
+                            mvl_stop_reason *reason, mvl_error *err);
+
 #ifdef __cplusplus
 }
 #endif
