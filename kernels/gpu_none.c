@@ -11,3 +11,58 @@ mvl_status mvl_gpu_selftest(float *max_err, mvl_error *err) {
     *max_err = 0;
     return mvl_fail(err, MVL_ERR_DEVICE, "minimax-vl was built without CUDA (configure with -DMVL_CUDA=ON)");
 }
+
+/* The CUDA vision path (kernels/cuda_vit.h) in a build without CUDA. */
+#include "kernels/cuda_vit.h"
+
+#define MVL_NO_CUDA(err) \
+    mvl_fail(err, MVL_ERR_DEVICE, "minimax-vl was built without CUDA (configure with -DMVL_CUDA=ON)")
+
+mvl_status mvl_cuda_vit_init(const mvl_model_dir *md, int max_tiles, const float mean[3], const float std[3],
+                             mvl_cuda_vit **out, mvl_error *err) {
+    (void)md, (void)max_tiles, (void)mean, (void)std;
+    *out = NULL;
+    return MVL_NO_CUDA(err);
+}
+void mvl_cuda_vit_free(mvl_cuda_vit *v) { (void)v; }
+mvl_status mvl_cuda_vit_forward_u8(mvl_cuda_vit *v, const uint8_t *tiles, int n, mvl_error *err) {
+    (void)v, (void)tiles, (void)n;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_vit_forward_staged(mvl_cuda_vit *v, int n, mvl_error *err) {
+    (void)v, (void)n;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_vit_hidden(mvl_cuda_vit *v, float *out, mvl_error *err) {
+    (void)v, (void)out;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_vit_encode(mvl_cuda_vit *v, const uint8_t *tiles, int n_images, const mvl_cuda_image *images,
+                               int64_t *n_tokens, mvl_error *err) {
+    (void)v, (void)tiles, (void)n_images, (void)images;
+    *n_tokens = 0;
+    return MVL_NO_CUDA(err);
+}
+const void *mvl_cuda_vit_packed(const mvl_cuda_vit *v, int *dim) {
+    (void)v;
+    *dim = 0;
+    return NULL;
+}
+mvl_status mvl_cuda_vit_packed_download(mvl_cuda_vit *v, int64_t n_tokens, float *out, mvl_error *err) {
+    (void)v, (void)n_tokens, (void)out;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_vit_sync(mvl_cuda_vit *v, mvl_error *err) {
+    (void)v;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_vit_time(mvl_cuda_vit *v, int n, int iters, double *median_ms, mvl_error *err) {
+    (void)v, (void)n, (void)iters;
+    *median_ms = 0;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_gemm_ceiling(int m, int n, int k, int iters, double *tflops, mvl_error *err) {
+    (void)m, (void)n, (void)k, (void)iters;
+    *tflops = 0;
+    return MVL_NO_CUDA(err);
+}

@@ -1,0 +1,1016 @@
+// The vision path on the GPU (kernels/): see cuda_vit.h. Row-major
+// activations; a Linear y = x W^T + b is one cuBLASLt call with W as the
+// transposed column-major operand, so nothing is transposed at load time.
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cuda_check.h"
+extern "C" { // C headers of the model and projector modules
+#include "model/model_dir.h"
+#include "projector/projector.h"
+}
+#include "kernels/cuda_vit.h"
+
+typedef __nv_bfloat16 bf16;
+
+namespace {
+
+// ---- host-side weight conversion ---------------------------------------------
+
+// Stored tensor -> bf16 bits (round to nearest even from F32, as torch does).
+static uint16_t f32_to_bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static float bf16_bits_to_f32(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static float half_bits_to_f32(uint16_t h) {
+    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, u;
+    if (e == 0) {
+        if (m == 0) u = s;
+        else { // subnormal: renormalise
+            int sh = 0;
+            while (!(m & 1024)) m <<= 1, sh++;
+            u = s | ((uint32_t)(113 - sh) << 23) | ((m & 1023) << 13);
+        }
+    } else if (e == 31) u = s | 0x7f800000u | (m << 13);
+    else u = s | ((e + 112) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static float view_get(const mvl_tensor_view *tv, int64_t i) {
+    switch (tv->dtype) {
+    case MVL_DTYPE_F32: { float f; memcpy(&f, (const char *)tv->data + 4 * i, 4); return f; }
+    case MVL_DTYPE_BF16: { uint16_t b; memcpy(&b, (const char *)tv->data + 2 * i, 2); return bf16_bits_to_f32(b); }
+    default: { uint16_t b; memcpy(&b, (const char *)tv->data + 2 * i, 2); return half_bits_to_f32(b); }
+    }
+}
+
+struct Loader {
+    const mvl_model_dir *md;
+    mvl_error *err;
+    // Looks a tensor up with its exact shape; F32/BF16/F16 only.
+    mvl_status get(const char *name, int ndim, const int64_t *shape, mvl_tensor_view *tv) {
+        mvl_status st = mvl_model_dir_tensor(md, name, MVL_DTYPE_COUNT, ndim, shape, tv, err);
+        if (st != MVL_OK) return st;
+        if (tv->dtype != MVL_DTYPE_F32 && tv->dtype != MVL_DTYPE_BF16 && tv->dtype != MVL_DTYPE_F16)
+            return mvl_fail(err, MVL_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; the CUDA vision path takes F32, BF16 or F16",
+                            tv->file, name, mvl_dtype_name(tv->dtype));
+        return MVL_OK;
+    }
+};
+
+// ---- device arena -------------------------------------------------------------
+
+struct Arena {
+    char *base = nullptr;
+    size_t size = 0, used = 0;
+    void *take(size_t n) { // 256-byte aligned slices; sizes were summed up front
+        size_t off = (used + 255) & ~(size_t)255;
+        if (off + n > size) return nullptr;
+        used = off + n;
+        return base + off;
+    }
+};
+
+// ---- small PTX helpers for the attention kernel --------------------------------
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void mma_bf16(float *d, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    return u;
+}
+
+// ---- kernels --------------------------------------------------------------------
+
+// uint8 HWC tiles -> bf16 patch rows [n*g*g, kpad], column (c, ky, kx) as the
+// conv weight [V, 3, P, P] flattens; columns past 3*P*P are zero. The value is
+// torchvision's (u8/255 - mean)/std in float32, then rounded to bf16 as the
+// reference's .to(torch.bfloat16) does (vision.md §3.5).
+__global__ void k_patchify(const uint8_t *tiles, int n, int S, int P, int kpad, float3 mean, float3 stdv,
+                           bf16 *out) {
+    const int g = S / P, kk = 3 * P * P;
+    int64_t total = (int64_t)n * g * g * kpad;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int col = (int)(i % kpad);
+        int64_t row = i / kpad;
+        float v = 0.f;
+        if (col < kk) {
+            int c = col / (P * P), r = col % (P * P), ky = r / P, kx = r % P;
+            int p = (int)(row % (g * g));
+            int64_t t = row / (g * g);
+            int y = (p / g) * P + ky, x = (p % g) * P + kx;
+            float u = (float)tiles[((t * S + y) * S + x) * 3 + c] / 255.0f;
+            float m = c == 0 ? mean.x : c == 1 ? mean.y : mean.z;
+            float s = c == 0 ? stdv.x : c == 1 ? stdv.y : stdv.z;
+            v = (u - m) / s;
+        }
+        out[i] = __float2bfloat16_rn(v);
+    }
+}
+
+// LayerNorm of one row held by one warp (dim <= 32*32): two passes over
+// registers, fp32 statistics.
+template <typename Tout>
+__device__ __forceinline__ void warp_ln_store(float (&x)[32], int dim, int lane, const float *w, const float *b,
+                                              float eps, Tout *y) {
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < 32; i++)
+        if (i * 32 + lane < dim) s += x[i];
+#pragma unroll
+    for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    float mean = s / dim, v = 0.f;
+#pragma unroll
+    for (int i = 0; i < 32; i++)
+        if (i * 32 + lane < dim) { float d = x[i] - mean; v += d * d; }
+#pragma unroll
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    float rstd = rsqrtf(v / dim + eps);
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        int c = i * 32 + lane;
+        if (c < dim) {
+            float o = (x[i] - mean) * rstd * w[c] + b[c];
+            if constexpr (sizeof(Tout) == 4) y[c] = o;
+            else y[c] = __float2bfloat16_rn(o);
+        }
+    }
+}
+
+// Embeddings + pre_layrnorm (vision.md §1.2 steps 1-4): token 0 of a tile is
+// the class embedding, token j the patch GEMM row j-1; plus the position
+// embedding; the LayerNorm output starts the fp32 residual stream.
+__global__ void k_embed_ln(const float *patch_out, const float *cls, const float *pos, const float *w, const float *b,
+                           float eps, int n_tok, int dim, int64_t rows, float *resid) {
+    int lane = threadIdx.x & 31;
+    int64_t row = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    int64_t t = row / n_tok;
+    int j = (int)(row % n_tok);
+    const float *src = j == 0 ? cls : patch_out + (t * (n_tok - 1) + j - 1) * dim;
+    float x[32];
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        int c = i * 32 + lane;
+        x[i] = c < dim ? src[c] + pos[(int64_t)j * dim + c] : 0.f;
+    }
+    warp_ln_store(x, dim, lane, w, b, eps, resid + row * dim);
+}
+
+// fp32 residual -> LayerNorm -> bf16, one warp per row.
+__global__ void k_layernorm(const float *x_in, const float *w, const float *b, float eps, int dim, int64_t rows,
+                            bf16 *y) {
+    int lane = threadIdx.x & 31;
+    int64_t row = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    const float *src = x_in + row * dim;
+    float x[32];
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        int c = i * 32 + lane;
+        x[i] = c < dim ? src[c] : 0.f;
+    }
+    warp_ln_store(x, dim, lane, w, b, eps, y + row * dim);
+}
+
+// Exact erf GELU in place on bf16 (computed in fp32, rounded once), 8 values
+// per thread through 16-byte accesses; count is a multiple of 8.
+__global__ void k_gelu8(bf16 *x, int64_t n8) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
+        uint4 v = reinterpret_cast<uint4 *>(x)[i];
+        __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&v);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            float2 f = __bfloat1622float2(h[k]);
+            f.x = 0.5f * f.x * (1.0f + erff(f.x * 0.70710678118654752f));
+            f.y = 0.5f * f.y * (1.0f + erff(f.y * 0.70710678118654752f));
+            h[k] = __floats2bfloat162_rn(f.x, f.y);
+        }
+        reinterpret_cast<uint4 *>(x)[i] = v;
+    }
+}
+__global__ void k_gelu1(bf16 *x, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float f = __bfloat162float(x[i]);
+        x[i] = __float2bfloat16_rn(0.5f * f * (1.0f + erff(f * 0.70710678118654752f)));
+    }
+}
+
+// Fused attention for head_dim 64 (FlashAttention-2 scheme): one CTA of 4
+// warps takes 64 queries of one (tile, head); K/V blocks of 64 keys stream
+// through shared memory with cp.async double buffering; QK^T and PV on the
+// bf16 tensor cores (mma.sync m16n8k16) with fp32 accumulators; online
+// softmax in fp32 (exp2 with the scale folded in). qkv: [tiles*ntok, 3*H*64]
+// bf16 (q | k | v); out: [tiles*ntok, H*64] bf16. Bidirectional, no mask
+// except the keys past ntok in the last block (vision.md §1.2 step 5).
+constexpr int FA_D = 64, FA_BM = 64, FA_BN = 64, FA_LDS = FA_D + 8; // +16 B per row: no ldmatrix bank conflicts
+
+__global__ void __launch_bounds__(128) k_flash_attn64(const bf16 *__restrict__ qkv, bf16 *__restrict__ out, int ntok,
+                                                      int heads, float scale_log2) {
+    __shared__ __align__(16) bf16 sQ[FA_BM * FA_LDS];
+    __shared__ __align__(16) bf16 sK[2][FA_BN * FA_LDS];
+    __shared__ __align__(16) bf16 sV[2][FA_BN * FA_LDS];
+    const int tile = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * FA_BM;
+    const int ld = 3 * heads * FA_D;
+    const bf16 *base = qkv + (int64_t)tile * ntok * ld;
+    const bf16 *Qg = base + h * FA_D, *Kg = base + (heads + h) * FA_D, *Vg = base + (2 * heads + h) * FA_D;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+
+    for (int c = tid; c < FA_BM * 8; c += 128) {
+        int r = c >> 3, col = (c & 7) * 8, gr = q0 + r;
+        cp_async16(&sQ[r * FA_LDS + col], Qg + (int64_t)min(gr, ntok - 1) * ld + col, gr < ntok ? 16 : 0);
+    }
+    auto load_kv = [&](int kb, int buf) {
+        for (int c = tid; c < FA_BN * 8; c += 128) {
+            int r = c >> 3, col = (c & 7) * 8, gr = kb * FA_BN + r;
+            int64_t off = (int64_t)min(gr, ntok - 1) * ld + col;
+            int bytes = gr < ntok ? 16 : 0; // zero-fill past the end: P is 0 there and V must not be NaN
+            cp_async16(&sK[buf][r * FA_LDS + col], Kg + off, bytes);
+            cp_async16(&sV[buf][r * FA_LDS + col], Vg + off, bytes);
+        }
+    };
+    load_kv(0, 0);
+    cp_async_commit();
+
+    const int nkb = (ntok + FA_BN - 1) / FA_BN;
+    uint32_t qf[4][4];
+    float o[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f; // rows g and g+8 of this warp
+
+    for (int kb = 0; kb < nkb; kb++) {
+        const int buf = kb & 1;
+        if (kb + 1 < nkb) {
+            load_kv(kb + 1, buf ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (kb == 0) {
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+                ldsm_x4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3],
+                        &sQ[(warp * 16 + (lane & 15)) * FA_LDS + kk * 16 + (lane >> 4) * 8]);
+        }
+        // S = Q K^T for this warp's 16 rows x 64 keys.
+        float s[8][4];
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4(b0, b1, b2, b3, &sK[buf][(j * 8 + (lane & 7)) * FA_LDS + half * 32 + (lane >> 3) * 8]);
+                mma_bf16(s[j], qf[2 * half][0], qf[2 * half][1], qf[2 * half][2], qf[2 * half][3], b0, b1);
+                mma_bf16(s[j], qf[2 * half + 1][0], qf[2 * half + 1][1], qf[2 * half + 1][2], qf[2 * half + 1][3], b2, b3);
+            }
+        }
+        // Online softmax (log2 domain).
+        const int t4 = lane & 3;
+        float mx0 = m0, mx1 = m1;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int key = kb * FA_BN + j * 8 + 2 * t4 + (e & 1);
+                float v = key < ntok ? s[j][e] * scale_log2 : -INFINITY;
+                s[j][e] = v;
+            }
+            mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+            mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        // Every key block holds at least one real key, so mx is finite.
+        const float a0 = exp2f(m0 - mx0), a1 = exp2f(m1 - mx1);
+        m0 = mx0, m1 = mx1;
+        l0 *= a0, l1 *= a1;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            o[j][0] *= a0, o[j][1] *= a0, o[j][2] *= a1, o[j][3] *= a1;
+            s[j][0] = exp2f(s[j][0] - mx0), s[j][1] = exp2f(s[j][1] - mx0);
+            s[j][2] = exp2f(s[j][2] - mx1), s[j][3] = exp2f(s[j][3] - mx1);
+            l0 += s[j][0] + s[j][1], l1 += s[j][2] + s[j][3];
+        }
+        // O += P V: the S accumulators of key tiles 2kk, 2kk+1 are the A
+        // fragment of k-step kk.
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            uint32_t a0r = pack_bf16(s[2 * kk][0], s[2 * kk][1]), a1r = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+            uint32_t a2r = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), a3r = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+            for (int dj = 0; dj < 8; dj += 2) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4_t(b0, b1, b2, b3, &sV[buf][(kk * 16 + (lane & 15)) * FA_LDS + dj * 8 + (lane >> 4) * 8]);
+                mma_bf16(o[dj], a0r, a1r, a2r, a3r, b0, b1);
+                mma_bf16(o[dj + 1], a0r, a1r, a2r, a3r, b2, b3);
+            }
+        }
+        __syncthreads(); // this buffer is refilled two iterations on
+    }
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float i0 = 1.f / l0, i1 = 1.f / l1;
+    const int g = lane >> 2, t4 = lane & 3;
+    const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;
+    bf16 *ob = out + (int64_t)tile * ntok * heads * FA_D + h * FA_D;
+#pragma unroll
+    for (int dj = 0; dj < 8; dj++) {
+        int col = dj * 8 + 2 * t4;
+        if (r0 < ntok)
+            *reinterpret_cast<__nv_bfloat162 *>(ob + (int64_t)r0 * heads * FA_D + col) =
+                __floats2bfloat162_rn(o[dj][0] * i0, o[dj][1] * i0);
+        if (r1 < ntok)
+            *reinterpret_cast<__nv_bfloat162 *>(ob + (int64_t)r1 * heads * FA_D + col) =
+                __floats2bfloat162_rn(o[dj][2] * i1, o[dj][3] * i1);
+    }
+}
+
+// Plain attention for other head sizes (the tiny test models): one thread
+// per (query, head), fp32 online softmax over all keys.
+__global__ void k_attn_generic(const bf16 *qkv, bf16 *out, int ntok, int heads, int d, int64_t tiles, float scale) {
+    int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (idx >= tiles * ntok * heads) return;
+    int h = (int)(idx % heads);
+    int64_t row = idx / heads, tile = row / ntok;
+    const int ld = 3 * heads * d;
+    const bf16 *q = qkv + row * ld + h * d;
+    const bf16 *kbase = qkv + tile * ntok * ld + (heads + h) * d, *vbase = qkv + tile * ntok * ld + (2 * heads + h) * d;
+    float acc[128], m = -INFINITY, l = 0.f;
+    for (int e = 0; e < d; e++) acc[e] = 0.f;
+    for (int j = 0; j < ntok; j++) {
+        float s = 0.f;
+        for (int e = 0; e < d; e++) s += __bfloat162float(q[e]) * __bfloat162float(kbase[(int64_t)j * ld + e]);
+        s *= scale;
+        float mn = fmaxf(m, s), a = expf(m - mn), p = expf(s - mn);
+        l = l * a + p;
+        for (int e = 0; e < d; e++) acc[e] = acc[e] * a + p * __bfloat162float(vbase[(int64_t)j * ld + e]);
+        m = mn;
+    }
+    bf16 *o = out + row * heads * d + h * d;
+    for (int e = 0; e < d; e++) o[e] = __float2bfloat16_rn(acc[e] / l);
+}
+
+// Final hidden state fp32 [n*ntok, V] -> features bf16 [n*(ntok-1), V]
+// without the CLS token ("default" strategy, vision.md §1.3), rounded to bf16
+// as the reference's bf16 tower hands them to the projector.
+__global__ void k_select(const float *resid, int ntok, int dim, int64_t total, bf16 *feats) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i / dim;
+        int c = (int)(i % dim);
+        int64_t t = r / (ntok - 1), p = r % (ntok - 1);
+        feats[i] = __float2bfloat16_rn(resid[(t * ntok + 1 + p) * dim + c]);
+    }
+}
+
+// Packing of one image (vision.md §4.1): row q of the output is the
+// thumbnail's q-th feature for q < g*g, then for each kept grid row its kept
+// columns and image_newline. Rows copied as 16-byte vectors (D % 8 == 0).
+__global__ void k_pack(const bf16 *proj, const bf16 *newline, int dim, int g, int cols, int64_t row0, int64_t col0,
+                       int64_t kept_cols, int64_t n_out, bf16 *out) {
+    int64_t q = blockIdx.x;
+    if (q >= n_out) return;
+    const bf16 *src;
+    if (q < (int64_t)g * g) src = proj + q * dim;
+    else {
+        int64_t k = q - (int64_t)g * g, r = k / (kept_cols + 1), c = k % (kept_cols + 1);
+        if (c == kept_cols) src = newline;
+        else {
+            int64_t y = row0 + r, x = col0 + c;
+            int64_t tile = 1 + (y / g) * cols + x / g;
+            src = proj + (tile * g * g + (y % g) * g + x % g) * dim;
+        }
+    }
+    const uint4 *s4 = reinterpret_cast<const uint4 *>(src);
+    uint4 *d4 = reinterpret_cast<uint4 *>(out + q * dim);
+    for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) d4[i] = s4[i];
+}
+
+__global__ void k_fill_random_u8(uint8_t *p, int64_t n, uint32_t seed) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        uint32_t x = (uint32_t)i * 2654435761u ^ seed;
+        x ^= x >> 15, x *= 2246822519u, x ^= x >> 13, x *= 3266489917u, x ^= x >> 16;
+        p[i] = (uint8_t)x;
+    }
+}
+__global__ void k_fill_random_bf16(bf16 *p, int64_t n, uint32_t seed) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        uint32_t x = (uint32_t)i * 2654435761u ^ seed;
+        x ^= x >> 15, x *= 2246822519u, x ^= x >> 13, x *= 3266489917u, x ^= x >> 16;
+        p[i] = __float2bfloat16_rn((float)(x >> 8) / 16777216.0f - 0.5f);
+    }
+}
+
+static int grid_for(int64_t n, int block) {
+    int64_t b = (n + block - 1) / block;
+    return (int)std::min<int64_t>(std::max<int64_t>(b, 1), 132 * 32);
+}
+
+// ---- cuBLASLt Linear with a plan cache ----------------------------------------
+
+struct Plan {
+    int64_t m, n, k;
+    int out_f32, has_bias, accumulate;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+};
+
+} // namespace
+
+struct mvl_cuda_vit {
+    mvl_vision_config cfg;
+    int n_layers, grid, n_tok, kpad, max_tiles, dim_out;
+    float eps;
+    float3 mean, stdv;
+    cudaStream_t stream = nullptr;
+    cublasLtHandle_t lt = nullptr;
+    void *workspace = nullptr;
+    size_t workspace_size = 0;
+    Arena weights, act;
+    uint8_t *host_tiles = nullptr; // pinned staging [max_tiles, S, S, 3]
+    // weights (device)
+    bf16 *patch_w;                   // [V, kpad]
+    float *cls, *pos, *pre_w, *pre_b; // [V], [ntok, V], [V], [V]
+    struct Layer {
+        float *ln1_w, *ln1_b, *ln2_w, *ln2_b; // [V] each
+        bf16 *qkv_w, *qkv_b;                  // [3V, V], [3V]
+        bf16 *o_w;                            // [V, V]
+        float *o_b;                           // [V] (fp32: the epilogue writes the fp32 residual)
+        bf16 *fc1_w, *fc1_b;                  // [I, V], [I]
+        bf16 *fc2_w;                          // [V, I]
+        float *fc2_b;                         // [V]
+    };
+    std::vector<Layer> layers;
+    bf16 *p1_w, *p1_b, *p2_w, *p2_b, *newline; // [D, V], [D], [D, D], [D], [D]
+    // activations (device)
+    uint8_t *tiles;   // [max_tiles, S, S, 3]
+    bf16 *patches;    // [max_tiles*g*g, kpad]
+    float *resid;     // [max_tiles*ntok, V] fp32 residual stream
+    bf16 *xn;         // [max_tiles*ntok, V] LayerNorm output; also the selected features
+    bf16 *qkv;        // [max_tiles*ntok, 3V]
+    bf16 *attn;       // [max_tiles*ntok, V]
+    bf16 *h1;         // [max_tiles*ntok, I]; also the patch GEMM's fp32 output
+    bf16 *proj1;      // [max_tiles*g*g, D]
+    bf16 *proj2;      // [max_tiles*g*g, D]
+    bf16 *packed;     // [max_tiles*(g*g+g), D]
+    int64_t packed_cap;
+    int last_n = 0;
+    std::vector<Plan> plans;
+};
+
+namespace {
+
+static mvl_status plan_get(mvl_cuda_vit *v, int64_t m, int64_t n, int64_t k, int out_f32, int has_bias,
+                           int accumulate, Plan **out, mvl_error *err) {
+    for (auto &p : v->plans)
+        if (p.m == m && p.n == n && p.k == k && p.out_f32 == out_f32 && p.has_bias == has_bias &&
+            p.accumulate == accumulate) {
+            *out = &p;
+            return MVL_OK;
+        }
+    Plan p = {};
+    p.m = m, p.n = n, p.k = k, p.out_f32 = out_f32, p.has_bias = has_bias, p.accumulate = accumulate;
+    // Column-major view: C^T[n_out, m] = W[n_out, k] (as T of col-major [k, n_out]) x X^T (col-major [k, m]).
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    cublasLtEpilogue_t epi = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (has_bias) {
+        cudaDataType_t bt = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    }
+    cudaDataType_t ct = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, k, n, k));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, k, m, k));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, ct, n, m, n));
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                            &v->workspace_size, sizeof v->workspace_size);
+    cublasLtMatmulHeuristicResult_t res[1];
+    int found = 0;
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmulAlgoGetHeuristic(v->lt, p.op, p.a, p.b, p.c, p.c, pref, 1, res, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    CUBLAS_CHECK(s);
+    if (found < 1)
+        return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: cuBLASLt has no algorithm for a %lld x %lld x %lld bf16 GEMM",
+                        __FILE__, __LINE__, (long long)m, (long long)n, (long long)k);
+    p.algo = res[0].algo;
+    v->plans.push_back(p);
+    *out = &v->plans.back();
+    return MVL_OK;
+}
+
+// y[m, n] (+)= x[m, k] . w[n, k]^T (+ bias[n]); y is fp32 or bf16.
+static mvl_status linear(mvl_cuda_vit *v, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
+                         const void *bias, void *y, int out_f32, int accumulate, mvl_error *err) {
+    Plan *p;
+    mvl_status st = plan_get(v, m, n, k, out_f32, bias != nullptr, accumulate, &p, err);
+    if (st != MVL_OK) return st;
+    if (bias) CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+    CUBLAS_CHECK(cublasLtMatmul(v->lt, p->op, &one, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo, v->workspace,
+                                v->workspace_size, v->stream));
+    return MVL_OK;
+}
+
+// ---- weight upload ---------------------------------------------------------------
+
+struct Uploader {
+    mvl_cuda_vit *v;
+    Loader ld;
+    std::vector<uint16_t> hb; // host staging
+    std::vector<float> hf;
+    mvl_error *err;
+
+    mvl_status bf16_tensor(const char *name, int ndim, const int64_t *shape, int64_t pad_cols, bf16 **dst,
+                           int64_t dst_off_elems, bf16 *into) {
+        mvl_tensor_view tv;
+        mvl_status st = ld.get(name, ndim, shape, &tv);
+        if (st != MVL_OK) return st;
+        int64_t rows = shape[0], cols = 1;
+        for (int i = 1; i < ndim; i++) cols *= shape[i];
+        if (ndim == 1) rows = 1, cols = shape[0];
+        int64_t dcols = pad_cols > cols ? pad_cols : cols;
+        hb.assign((size_t)(rows * dcols), 0);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) {
+                int64_t i = r * cols + c;
+                uint16_t b;
+                if (tv.dtype == MVL_DTYPE_BF16) memcpy(&b, (const char *)tv.data + 2 * i, 2);
+                else b = f32_to_bf16_bits(view_get(&tv, i));
+                hb[r * dcols + c] = b;
+            }
+        bf16 *d = into;
+        if (!d) {
+            d = (bf16 *)v->weights.take(hb.size() * 2);
+            if (!d) return mvl_fail(err, MVL_ERR_DEVICE, "CUDA vision: weight arena too small (internal)");
+            *dst = d;
+        }
+        CUDA_CHECK(cudaMemcpy(d + dst_off_elems, hb.data(), hb.size() * 2, cudaMemcpyHostToDevice));
+        return MVL_OK;
+    }
+    // fp32 copy of a tensor's values (bf16-exact when stored in bf16).
+    mvl_status f32_tensor(const char *name, int ndim, const int64_t *shape, float **dst) {
+        mvl_tensor_view tv;
+        mvl_status st = ld.get(name, ndim, shape, &tv);
+        if (st != MVL_OK) return st;
+        int64_t cnt = 1;
+        for (int i = 0; i < ndim; i++) cnt *= shape[i];
+        hf.resize((size_t)cnt);
+        for (int64_t i = 0; i < cnt; i++) hf[i] = view_get(&tv, i);
+        float *d = (float *)v->weights.take(hf.size() * 4);
+        if (!d) return mvl_fail(err, MVL_ERR_DEVICE, "CUDA vision: weight arena too small (internal)");
+        CUDA_CHECK(cudaMemcpy(d, hf.data(), hf.size() * 4, cudaMemcpyHostToDevice));
+        *dst = d;
+        return MVL_OK;
+    }
+};
+
+#define TRY(x)                                                                                                         \
+    do {                                                                                                               \
+        mvl_status st_ = (x);                                                                                          \
+        if (st_ != MVL_OK) return st_;                                                                                 \
+    } while (0)
+
+static mvl_status upload(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *err) {
+    Uploader u{v, Loader{md, err}, {}, {}, err};
+    const int64_t V = v->cfg.hidden_size, I = v->cfg.intermediate_size, P = v->cfg.patch_size, D = v->dim_out;
+    const char *vp = "vision_tower.vision_model.";
+    char name[256];
+    int64_t s1[1], s2[2], s4[4];
+    s4[0] = V, s4[1] = 3, s4[2] = P, s4[3] = P;
+    snprintf(name, sizeof name, "%sembeddings.patch_embedding.weight", vp);
+    TRY(u.bf16_tensor(name, 4, s4, v->kpad, &v->patch_w, 0, nullptr));
+    s1[0] = V;
+    snprintf(name, sizeof name, "%sembeddings.class_embedding", vp);
+    TRY(u.f32_tensor(name, 1, s1, &v->cls));
+    s2[0] = v->n_tok, s2[1] = V;
+    snprintf(name, sizeof name, "%sembeddings.position_embedding.weight", vp);
+    TRY(u.f32_tensor(name, 2, s2, &v->pos));
+    snprintf(name, sizeof name, "%spre_layrnorm.weight", vp);
+    TRY(u.f32_tensor(name, 1, s1, &v->pre_w));
+    snprintf(name, sizeof name, "%spre_layrnorm.bias", vp);
+    TRY(u.f32_tensor(name, 1, s1, &v->pre_b));
+    v->layers.resize(v->n_layers);
+    for (int l = 0; l < v->n_layers; l++) {
+        mvl_cuda_vit::Layer &L = v->layers[l];
+        char p[160];
+        snprintf(p, sizeof p, "%sencoder.layers.%d.", vp, l);
+#define NM(suffix) (snprintf(name, sizeof name, "%s%s", p, suffix), name)
+        s1[0] = V;
+        TRY(u.f32_tensor(NM("layer_norm1.weight"), 1, s1, &L.ln1_w));
+        TRY(u.f32_tensor(NM("layer_norm1.bias"), 1, s1, &L.ln1_b));
+        TRY(u.f32_tensor(NM("layer_norm2.weight"), 1, s1, &L.ln2_w));
+        TRY(u.f32_tensor(NM("layer_norm2.bias"), 1, s1, &L.ln2_b));
+        // q, k, v stacked into one [3V, V] GEMM (and [3V] bias).
+        L.qkv_w = (bf16 *)v->weights.take((size_t)3 * V * V * 2);
+        L.qkv_b = (bf16 *)v->weights.take((size_t)3 * V * 2);
+        if (!L.qkv_w || !L.qkv_b) return mvl_fail(err, MVL_ERR_DEVICE, "CUDA vision: weight arena too small (internal)");
+        const char *qkvn[3] = {"q_proj", "k_proj", "v_proj"};
+        for (int i = 0; i < 3; i++) {
+            char wn[64], bn[64];
+            snprintf(wn, sizeof wn, "self_attn.%s.weight", qkvn[i]);
+            snprintf(bn, sizeof bn, "self_attn.%s.bias", qkvn[i]);
+            s2[0] = V, s2[1] = V;
+            TRY(u.bf16_tensor(NM(wn), 2, s2, 0, nullptr, i * V * V, L.qkv_w));
+            TRY(u.bf16_tensor(NM(bn), 1, s1, 0, nullptr, i * V, L.qkv_b));
+        }
+        s2[0] = V, s2[1] = V;
+        TRY(u.bf16_tensor(NM("self_attn.out_proj.weight"), 2, s2, 0, &L.o_w, 0, nullptr));
+        TRY(u.f32_tensor(NM("self_attn.out_proj.bias"), 1, s1, &L.o_b));
+        s2[0] = I, s2[1] = V;
+        TRY(u.bf16_tensor(NM("mlp.fc1.weight"), 2, s2, 0, &L.fc1_w, 0, nullptr));
+        s1[0] = I;
+        TRY(u.bf16_tensor(NM("mlp.fc1.bias"), 1, s1, 0, &L.fc1_b, 0, nullptr));
+        s2[0] = V, s2[1] = I;
+        TRY(u.bf16_tensor(NM("mlp.fc2.weight"), 2, s2, 0, &L.fc2_w, 0, nullptr));
+        s1[0] = V;
+        TRY(u.f32_tensor(NM("mlp.fc2.bias"), 1, s1, &L.fc2_b));
+#undef NM
+    }
+    s2[0] = D, s2[1] = V;
+    TRY(u.bf16_tensor("multi_modal_projector.linear_1.weight", 2, s2, 0, &v->p1_w, 0, nullptr));
+    s1[0] = D;
+    TRY(u.bf16_tensor("multi_modal_projector.linear_1.bias", 1, s1, 0, &v->p1_b, 0, nullptr));
+    s2[0] = D, s2[1] = D;
+    TRY(u.bf16_tensor("multi_modal_projector.linear_2.weight", 2, s2, 0, &v->p2_w, 0, nullptr));
+    TRY(u.bf16_tensor("multi_modal_projector.linear_2.bias", 1, s1, 0, &v->p2_b, 0, nullptr));
+    TRY(u.bf16_tensor("image_newline", 1, s1, 0, &v->newline, 0, nullptr));
+    return MVL_OK;
+}
+
+static size_t al(size_t n) { return (n + 255) & ~(size_t)255; }
+
+static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *err) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0)
+        return mvl_fail(err, MVL_ERR_DEVICE, "CUDA vision: no CUDA GPU available: %s",
+                        e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
+    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&v->stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasLtCreate(&v->lt));
+
+    const int64_t V = v->cfg.hidden_size, I = v->cfg.intermediate_size, D = v->dim_out, P = v->cfg.patch_size;
+    const int64_t S = v->cfg.image_size, G2 = (int64_t)v->grid * v->grid, NT = v->max_tiles;
+    const int64_t T = NT * v->n_tok;
+    // Weights: every tensor rounded up to the arena's alignment.
+    size_t w = al(V * v->kpad * 2) + al(V * 4) + al(v->n_tok * V * 4) + 2 * al(V * 4);
+    w += (size_t)v->n_layers * (4 * al(V * 4) + al(3 * V * V * 2) + al(3 * V * 2) + al(V * V * 2) + al(V * 4) +
+                                al(I * V * 2) + al(I * 2) + al(V * I * 2) + al(V * 4));
+    w += al(D * V * 2) + al(D * 2) + al(D * D * 2) + 2 * al(D * 2);
+    v->packed_cap = NT * (G2 + v->grid);
+    size_t a = al(NT * S * S * 3) + al(NT * G2 * v->kpad * 2) + al(T * V * 4) + al(T * V * 2) + al(T * 3 * V * 2) +
+               al(T * V * 2) + al(std::max(T * I * 2, NT * G2 * V * 4)) + 2 * al(NT * G2 * D * 2) +
+               al(v->packed_cap * D * 2);
+    v->workspace_size = 32u << 20;
+    size_t total = w + a + v->workspace_size;
+    e = cudaMalloc((void **)&v->weights.base, total);
+    if (e != cudaSuccess) {
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        cudaGetLastError();
+        return mvl_fail(err, MVL_ERR_DEVICE,
+                        "CUDA vision: cannot allocate %.2f GiB on the GPU for %d tiles (%.2f GiB free of %.2f): %s",
+                        total / 1073741824.0, v->max_tiles, fr / 1073741824.0, tot / 1073741824.0,
+                        cudaGetErrorString(e));
+    }
+    v->weights.size = w;
+    v->act.base = v->weights.base + w, v->act.size = a;
+    v->workspace = v->weights.base + w + a;
+    e = cudaMallocHost((void **)&v->host_tiles, (size_t)(NT * S * S * 3));
+    if (e != cudaSuccess) {
+        v->host_tiles = nullptr;
+        return mvl_fail(err, MVL_ERR_DEVICE, "CUDA vision: cannot pin %lld bytes of host memory: %s",
+                        (long long)(NT * S * S * 3), cudaGetErrorString(e));
+    }
+    Arena &A = v->act;
+    v->tiles = (uint8_t *)A.take(NT * S * S * 3);
+    v->patches = (bf16 *)A.take(NT * G2 * v->kpad * 2);
+    v->resid = (float *)A.take(T * V * 4);
+    v->xn = (bf16 *)A.take(T * V * 2);
+    v->qkv = (bf16 *)A.take(T * 3 * V * 2);
+    v->attn = (bf16 *)A.take(T * V * 2);
+    v->h1 = (bf16 *)A.take(std::max(T * I * 2, NT * G2 * V * 4));
+    v->proj1 = (bf16 *)A.take(NT * G2 * D * 2);
+    v->proj2 = (bf16 *)A.take(NT * G2 * D * 2);
+    v->packed = (bf16 *)A.take(v->packed_cap * D * 2);
+    if (!v->packed) return mvl_fail(err, MVL_ERR_DEVICE, "CUDA vision: activation arena too small (internal)");
+    (void)P;
+    return upload(v, md, err);
+}
+
+#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
+    if (n < 1 || n > v->max_tiles)
+        return mvl_fail(err, MVL_ERR_ARG, "CUDA vision: %d tiles requested, the arena holds 1..%d", n, v->max_tiles);
+    const int64_t V = v->cfg.hidden_size, I = v->cfg.intermediate_size, G2 = (int64_t)v->grid * v->grid;
+    const int64_t T = (int64_t)n * v->n_tok, heads = v->cfg.num_heads, hd = V / heads;
+    cudaStream_t s = v->stream;
+    k_patchify<<<grid_for(n * G2 * v->kpad, 256), 256, 0, s>>>(v->tiles, n, v->cfg.image_size, v->cfg.patch_size,
+                                                                v->kpad, v->mean, v->stdv, v->patches);
+    LAUNCH_CHECK();
+    float *patch_out = reinterpret_cast<float *>(v->h1);
+    TRY(linear(v, v->patches, n * G2, v->kpad, v->patch_w, V, nullptr, patch_out, 1, 0, err));
+    const int rows_per_block = 8, ln_blocks = (int)((T + rows_per_block - 1) / rows_per_block);
+    k_embed_ln<<<ln_blocks, 32 * rows_per_block, 0, s>>>(patch_out, v->cls, v->pos, v->pre_w, v->pre_b, v->eps,
+                                                         v->n_tok, (int)V, T, v->resid);
+    LAUNCH_CHECK();
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int l = 0; l < v->n_layers; l++) {
+        const mvl_cuda_vit::Layer &L = v->layers[l];
+        k_layernorm<<<ln_blocks, 32 * rows_per_block, 0, s>>>(v->resid, L.ln1_w, L.ln1_b, v->eps, (int)V, T, v->xn);
+        LAUNCH_CHECK();
+        TRY(linear(v, v->xn, T, V, L.qkv_w, 3 * V, L.qkv_b, v->qkv, 0, 0, err));
+        if (hd == FA_D) {
+            dim3 grid((v->n_tok + FA_BM - 1) / FA_BM, (unsigned)heads, (unsigned)n);
+            k_flash_attn64<<<grid, 128, 0, s>>>(v->qkv, v->attn, v->n_tok, (int)heads, scale * 1.4426950408889634f);
+        } else {
+            k_attn_generic<<<(int)((T * heads + 127) / 128), 128, 0, s>>>(v->qkv, v->attn, v->n_tok, (int)heads,
+                                                                          (int)hd, n, scale);
+        }
+        LAUNCH_CHECK();
+        TRY(linear(v, v->attn, T, V, L.o_w, V, L.o_b, v->resid, 1, 1, err));
+        k_layernorm<<<ln_blocks, 32 * rows_per_block, 0, s>>>(v->resid, L.ln2_w, L.ln2_b, v->eps, (int)V, T, v->xn);
+        LAUNCH_CHECK();
+        TRY(linear(v, v->xn, T, V, L.fc1_w, I, L.fc1_b, v->h1, 0, 0, err));
+        if ((T * I) % 8 == 0) k_gelu8<<<grid_for(T * I / 8, 256), 256, 0, s>>>(v->h1, T * I / 8);
+        else k_gelu1<<<grid_for(T * I, 256), 256, 0, s>>>(v->h1, T * I);
+        LAUNCH_CHECK();
+        TRY(linear(v, v->h1, T, I, L.fc2_w, V, L.fc2_b, v->resid, 1, 1, err));
+    }
+    v->last_n = n;
+    return MVL_OK;
+}
+
+static mvl_status stage_tiles(mvl_cuda_vit *v, const uint8_t *tiles, int n, mvl_error *err) {
+    if (n < 1 || n > v->max_tiles)
+        return mvl_fail(err, MVL_ERR_ARG, "CUDA vision: %d tiles requested, the arena holds 1..%d", n, v->max_tiles);
+    size_t bytes = (size_t)n * v->cfg.image_size * v->cfg.image_size * 3;
+    // Pinned staging so the copy runs at full PCIe speed.
+    memcpy(v->host_tiles, tiles, bytes);
+    CUDA_CHECK(cudaMemcpyAsync(v->tiles, v->host_tiles, bytes, cudaMemcpyHostToDevice, v->stream));
+    return MVL_OK;
+}
+
+} // namespace
+
+extern "C" mvl_status mvl_cuda_vit_init(const mvl_model_dir *md, int max_tiles, const float mean[3],
+                                        const float std[3], mvl_cuda_vit **out, mvl_error *err) {
+    *out = nullptr;
+    const mvl_model_config *cfg = mvl_model_dir_config(md);
+    const mvl_vision_config *vc = &cfg->vision;
+    if (max_tiles < 1) return mvl_fail(err, MVL_ERR_ARG, "CUDA vision: max_tiles must be at least 1");
+    if (vc->hidden_size > 1024 || vc->hidden_size % 8 || vc->num_heads < 1 || vc->hidden_size % vc->num_heads ||
+        vc->hidden_size / vc->num_heads > 128 || vc->image_size % vc->patch_size || vc->num_channels != 3)
+        return mvl_fail(err, MVL_ERR_UNSUPPORTED,
+                        "%s: vision_config (hidden %d, heads %d, image %d, patch %d, channels %d) is outside what the "
+                        "CUDA vision path supports (hidden <= 1024 and a multiple of 8, head_dim <= 128, 3 channels)",
+                        mvl_model_dir_path(md), vc->hidden_size, vc->num_heads, vc->image_size, vc->patch_size,
+                        vc->num_channels);
+    if (cfg->text.hidden_size % 8)
+        return mvl_fail(err, MVL_ERR_UNSUPPORTED, "%s: text hidden_size %d is not a multiple of 8",
+                        mvl_model_dir_path(md), cfg->text.hidden_size);
+    mvl_cuda_vit *v = new (std::nothrow) mvl_cuda_vit();
+    if (!v) return mvl_fail(err, MVL_ERR_NOMEM, "CUDA vision: out of host memory");
+    v->cfg = *vc;
+    v->n_layers = cfg->vision_feature_layer + 1; // §1.3: layers after the selected one are not run
+    v->grid = vc->image_size / vc->patch_size;
+    v->n_tok = v->grid * v->grid + 1;
+    v->kpad = (3 * vc->patch_size * vc->patch_size + 7) / 8 * 8; // 16-byte rows for cuBLASLt
+    v->max_tiles = max_tiles;
+    v->dim_out = cfg->text.hidden_size;
+    v->eps = (float)vc->layer_norm_eps;
+    v->mean = make_float3(mean[0], mean[1], mean[2]);
+    v->stdv = make_float3(std[0], std[1], std[2]);
+    mvl_status st = init_run(v, md, err);
+    if (st != MVL_OK) {
+        mvl_cuda_vit_free(v);
+        return st;
+    }
+    *out = v;
+    return MVL_OK;
+}
+
+extern "C" void mvl_cuda_vit_free(mvl_cuda_vit *v) {
+    if (!v) return;
+    for (auto &p : v->plans) {
+        cublasLtMatrixLayoutDestroy(p.a);
+        cublasLtMatrixLayoutDestroy(p.b);
+        cublasLtMatrixLayoutDestroy(p.c);
+        cublasLtMatmulDescDestroy(p.op);
+    }
+    if (v->stream) cudaStreamSynchronize(v->stream);
+    if (v->lt) cublasLtDestroy(v->lt);
+    if (v->stream) cudaStreamDestroy(v->stream);
+    cudaFree(v->weights.base);
+    cudaFreeHost(v->host_tiles);
+    delete v;
+}
+
+extern "C" mvl_status mvl_cuda_vit_forward_u8(mvl_cuda_vit *v, const uint8_t *tiles, int n, mvl_error *err) {
+    TRY(stage_tiles(v, tiles, n, err));
+    return vit_enqueue(v, n, err);
+}
+
+extern "C" mvl_status mvl_cuda_vit_forward_staged(mvl_cuda_vit *v, int n, mvl_error *err) {
+    return vit_enqueue(v, n, err);
+}
+
+extern "C" mvl_status mvl_cuda_vit_hidden(mvl_cuda_vit *v, float *out, mvl_error *err) {
+    CUDA_CHECK(cudaMemcpyAsync(out, v->resid, (size_t)v->last_n * v->n_tok * v->cfg.hidden_size * 4,
+                               cudaMemcpyDeviceToHost, v->stream));
+    CUDA_CHECK(cudaStreamSynchronize(v->stream));
+    return MVL_OK;
+}
+
+extern "C" mvl_status mvl_cuda_vit_encode(mvl_cuda_vit *v, const uint8_t *tiles, int n_images,
+                                          const mvl_cuda_image *images, int64_t *n_tokens, mvl_error *err) {
+    *n_tokens = 0;
+    int n = 0;
+    for (int i = 0; i < n_images; i++) {
+        if (images[i].cols < 1 || images[i].rows < 1 || images[i].width < 1 || images[i].height < 1)
+            return mvl_fail(err, MVL_ERR_ARG, "CUDA vision: image %d has an empty size or tile grid", i);
+        n += 1 + images[i].cols * images[i].rows;
+        if (n > v->max_tiles)
+            return mvl_fail(err, MVL_ERR_LIMIT, "CUDA vision: the batch needs more than the %d tiles the arena holds",
+                            v->max_tiles);
+    }
+    TRY(stage_tiles(v, tiles, n, err));
+    TRY(vit_enqueue(v, n, err));
+    const int64_t V = v->cfg.hidden_size, G2 = (int64_t)v->grid * v->grid, D = v->dim_out, M = (int64_t)n * G2;
+    k_select<<<grid_for(M * V, 256), 256, 0, v->stream>>>(v->resid, v->n_tok, (int)V, M * V, v->xn);
+    LAUNCH_CHECK();
+    // Projector (§2): token-wise on every tile, thumbnail included, before packing.
+    TRY(linear(v, v->xn, M, V, v->p1_w, D, v->p1_b, v->proj1, 0, 0, err));
+    k_gelu8<<<grid_for(M * D / 8, 256), 256, 0, v->stream>>>(v->proj1, M * D / 8);
+    LAUNCH_CHECK();
+    TRY(linear(v, v->proj1, M, D, v->p2_w, D, v->p2_b, v->proj2, 0, 0, err));
+    int64_t off = 0;
+    int first = 0;
+    for (int i = 0; i < n_images; i++) {
+        const mvl_cuda_image *im = &images[i];
+        mvl_pack_geom g;
+        mvl_pack_geometry(im->width, im->height, im->cols, im->rows, v->grid, &g);
+        int64_t cnt = mvl_pack_count(&g, v->grid);
+        if (off + cnt > v->packed_cap)
+            return mvl_fail(err, MVL_ERR_LIMIT, "CUDA vision: packed output exceeds its buffer (internal)");
+        if (cnt > 0)
+            k_pack<<<(unsigned)cnt, 128, 0, v->stream>>>(v->proj2 + (int64_t)first * G2 * D, v->newline, (int)D,
+                                                         v->grid, im->cols, g.row0, g.col0, g.col1 - g.col0, cnt,
+                                                         v->packed + off * D);
+        LAUNCH_CHECK();
+        off += cnt;
+        first += 1 + im->cols * im->rows;
+    }
+    CUDA_CHECK(cudaStreamSynchronize(v->stream));
+    *n_tokens = off;
+    return MVL_OK;
+}
+
+extern "C" const void *mvl_cuda_vit_packed(const mvl_cuda_vit *v, int *dim) {
+    *dim = v->dim_out;
+    return v->packed;
+}
+
+extern "C" mvl_status mvl_cuda_vit_packed_download(mvl_cuda_vit *v, int64_t n_tokens, float *out, mvl_error *err) {
+    size_t cnt = (size_t)n_tokens * v->dim_out;
+    std::vector<uint16_t> h(cnt);
+    CUDA_CHECK(cudaMemcpyAsync(h.data(), v->packed, cnt * 2, cudaMemcpyDeviceToHost, v->stream));
+    CUDA_CHECK(cudaStreamSynchronize(v->stream));
+    for (size_t i = 0; i < cnt; i++) out[i] = bf16_bits_to_f32(h[i]);
+    return MVL_OK;
+}
+
+extern "C" mvl_status mvl_cuda_vit_sync(mvl_cuda_vit *v, mvl_error *err) {
+    CUDA_CHECK(cudaStreamSynchronize(v->stream));
+    return MVL_OK;
+}
+
+extern "C" mvl_status mvl_cuda_vit_time(mvl_cuda_vit *v, int n, int iters, double *median_ms, mvl_error *err) {
+    if (n < 1 || n > v->max_tiles)
+        return mvl_fail(err, MVL_ERR_ARG, "CUDA vision: %d tiles requested, the arena holds 1..%d", n, v->max_tiles);
+    k_fill_random_u8<<<grid_for((int64_t)n * v->cfg.image_size * v->cfg.image_size * 3, 256), 256, 0, v->stream>>>(
+        v->tiles, (int64_t)n * v->cfg.image_size * v->cfg.image_size * 3, 12345u);
+    LAUNCH_CHECK();
+    for (int i = 0; i < 3; i++) TRY(vit_enqueue(v, n, err)); // warm-up: plans, module load
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    std::vector<double> t;
+    mvl_status st = MVL_OK;
+    for (int i = 0; i < iters && st == MVL_OK; i++) {
+        cudaEventRecord(e0, v->stream);
+        st = vit_enqueue(v, n, err);
+        cudaEventRecord(e1, v->stream);
+        cudaEventSynchronize(e1);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, e0, e1);
+        t.push_back(ms);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    if (st != MVL_OK) return st;
+    CUDA_CHECK(cudaGetLastError());
+    std::sort(t.begin(), t.end());
+    *median_ms = t[t.size() / 2];
+    return MVL_OK;
+}
+
+extern "C" mvl_status mvl_cuda_gemm_ceiling(int m, int n, int k, int iters, double *tflops, mvl_error *err) {
+    mvl_cuda_vit tmp; // borrows the plan machinery with a private handle and workspace
+    mvl_status st = MVL_OK;
+    bf16 *a = nullptr, *b = nullptr, *c = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&tmp.stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasLtCreate(&tmp.lt));
+    tmp.workspace_size = 32u << 20;
+    CUDA_CHECK(cudaMalloc(&tmp.workspace, tmp.workspace_size));
+    CUDA_CHECK(cudaMalloc(&a, (size_t)m * k * 2));
+    CUDA_CHECK(cudaMalloc(&b, (size_t)n * k * 2));
+    CUDA_CHECK(cudaMalloc(&c, (size_t)m * n * 2));
+    k_fill_random_bf16<<<grid_for((int64_t)m * k, 256), 256, 0, tmp.stream>>>(a, (int64_t)m * k, 1u);
+    k_fill_random_bf16<<<grid_for((int64_t)n * k, 256), 256, 0, tmp.stream>>>(b, (int64_t)n * k, 2u);
+    CUDA_CHECK(cudaGetLastError());
+    std::vector<double> t;
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    for (int i = 0; i < iters + 3 && st == MVL_OK; i++) {
+        cudaEventRecord(e0, tmp.stream);
+        st = linear(&tmp, a, m, k, b, n, nullptr, c, 0, 0, err);
+        cudaEventRecord(e1, tmp.stream);
+        cudaEventSynchronize(e1);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (i >= 3) t.push_back(ms);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    for (auto &p : tmp.plans) {
+        cublasLtMatrixLayoutDestroy(p.a);
+        cublasLtMatrixLayoutDestroy(p.b);
+        cublasLtMatrixLayoutDestroy(p.c);
+        cublasLtMatmulDescDestroy(p.op);
+    }
+    cudaFree(a), cudaFree(b), cudaFree(c), cudaFree(tmp.workspace);
+    cublasLtDestroy(tmp.lt);
+    cudaStreamDestroy(tmp.stream);
+    if (st != MVL_OK) return st;
+    std::sort(t.begin(), t.end());
+    *tflops = 2.0 * m * n * k / (t[t.size() / 2] * 1e-3) / 1e12;
+    return MVL_OK;
+}
