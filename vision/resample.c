@@ -212,33 +212,24 @@ static mvl_status pass_v(const void *src, size_t n, int row_offset, void *dst, i
 }
 
 /* Pillow's separable two-pass resize: only the passes whose size changes;
- * the first pass rounds to the sample type. Pass order: horizontal first,
- * except (Pillow 13, "if height is scaled down significantly more than width,
- * resize vertically first", python-pillow/Pillow#9549) when the height loses
- * (while shrinking) more than twice as many pixels as the width. Checked against Pillow 13.0 on
- * 2,000 random size pairs (rule fitted with no exception); older Pillow
- * (<= 12.1) always went horizontal first, and 12.2-12.3 did so unless
- * H > 100 W, so portrait images can differ by a unit from those versions. */
+ * the first pass rounds to the sample type. Horizontal pass first, always
+ * (vision.md §3.6): that is what Pillow did up to 12.1, and so what the
+ * reference stack (transformers 4.47.1, Dec 2024, with Pillow 11) computed.
+ * Newer Pillow may go vertical first (12.2-12.3 for H > 100 W; 13.0 when the
+ * height loses more than twice the pixels the width does), which changes some
+ * portrait resizes by a unit; the goldens pin Pillow 11.0.0 for that reason
+ * (scripts/setup-python.sh). */
 static mvl_status resample(const mvl_image *img, int dw, int dh, mvl_image *dst, mvl_error *err) {
     int sw = img->width, sh = img->height, C = img->channels;
     int wide = img->mode == MVL_PIXEL_I16;
     size_t sample = wide ? 2 : 1;
     int need_h = dw != sw, need_v = dh != sh;
-    int v_first = need_h && dh < sh && (int64_t)(sh - dh) > 2 * (int64_t)(sw - dw);
     coeffs kh = {0}, kv = {0};
     void *tmp = NULL;
     mvl_status st = coeffs_init(&kh, sw, dw, !wide, err);
     if (st == MVL_OK) st = coeffs_init(&kv, sh, dh, !wide, err);
     if (st != MVL_OK) goto done;
-    if (v_first) {
-        tmp = mvl_malloc((size_t)sw * dh * C * sample, err);
-        if (!tmp) {
-            st = MVL_ERR_NOMEM;
-            goto done;
-        }
-        st = pass_v(img->data, (size_t)sw * C, 0, tmp, dh, &kv, wide, err);
-        if (st == MVL_OK) st = pass_h(tmp, sw, 0, dh, dst->data, dw, &kh, C, wide);
-    } else if (need_h && need_v) {
+    if (need_h && need_v) {
         /* horizontal pass only over the rows the vertical pass reads */
         int y_first = kv.bounds[0];
         int y_last = kv.bounds[dh * 2 - 2] + kv.bounds[dh * 2 - 1];
