@@ -70,7 +70,8 @@ typedef struct mvl_tensor_view {
 typedef struct mvl_model_dir mvl_model_dir;
 
 /* Opens a Hugging Face MiniMax-VL-01 directory in place: config.json,
- * preprocessor_config.json and the safetensors (one file, or shards listed by
+ * preprocessor_config.json (checked against the ViT's tile and patch size)
+ * and the safetensors (one file, or shards listed by
  * model.safetensors.index.json). Only headers are parsed. */
 mvl_status mvl_model_dir_open(const char *dir, mvl_model_dir **out, mvl_error *err);
 void mvl_model_dir_close(mvl_model_dir *md);
@@ -143,6 +144,9 @@ void mvl_preproc_config_default(mvl_preproc_config *cfg);
  * them with the keys present; a key of the wrong type or value is an error
  * naming the file and the key. */
 mvl_status mvl_preproc_config_load(const char *path, mvl_preproc_config *cfg, mvl_error *err);
+/* The preprocessing of an open model directory: its preprocessor_config.json,
+ * or the released defaults when the directory has none. */
+const mvl_preproc_config *mvl_model_dir_preproc(const mvl_model_dir *md);
 
 /* Best canvas for a W x H image (§3.2), as (width, height) in pixels. */
 void mvl_select_canvas(const mvl_preproc_config *cfg, int64_t width, int64_t height, int *canvas_w,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/config.h"
 #include "model/model_dir.h"
@@ -12,8 +13,12 @@
 struct mvl_model_dir {
     char *path;
     mvl_model_config cfg;
+    mvl_preproc_config preproc;
+    bool preproc_from_file; /* false: released defaults */
     mvl_st_set *st;
 };
+
+const mvl_preproc_config *mvl_model_dir_preproc(const mvl_model_dir *md) { return &md->preproc; }
 
 const mvl_model_config *mvl_model_dir_config(const mvl_model_dir *md) { return &md->cfg; }
 const char *mvl_model_dir_path(const mvl_model_dir *md) { return md->path; }
@@ -25,18 +30,42 @@ void mvl_model_dir_close(mvl_model_dir *md) {
     free(md);
 }
 
+/* Tiles must be what the ViT was built for, or every feature is wrong. */
+static mvl_status load_preproc(mvl_model_dir *md, const char *path, mvl_error *err) {
+    md->preproc_from_file = access(path, F_OK) == 0;
+    if (!md->preproc_from_file) {
+        mvl_preproc_config_default(&md->preproc);
+    } else {
+        mvl_status st = mvl_preproc_config_load(path, &md->preproc, err);
+        if (st != MVL_OK) return st;
+    }
+    const mvl_vision_config *v = &md->cfg.vision;
+    const char *src = md->preproc_from_file ? path : md->path;
+    const char *what = md->preproc_from_file ? "" : " (no preprocessor_config.json: the released defaults)";
+    if (md->preproc.size != v->image_size)
+        return mvl_fail(err, MVL_ERR_FORMAT, "%s: size %d%s disagrees with vision_config.image_size %d in config.json",
+                        src, md->preproc.size, what, v->image_size);
+    if (md->preproc.patch_size != v->patch_size)
+        return mvl_fail(err, MVL_ERR_FORMAT, "%s: patch_size %d%s disagrees with vision_config.patch_size %d in config.json",
+                        src, md->preproc.patch_size, what, v->patch_size);
+    return MVL_OK;
+}
+
 mvl_status mvl_model_dir_open(const char *dir, mvl_model_dir **out, mvl_error *err) {
     *out = NULL;
     mvl_model_dir *md = mvl_calloc(1, sizeof *md, err);
     if (!md) return MVL_ERR_NOMEM;
     char *cfg_path = mvl_path_join(dir, "config.json");
+    char *pre_path = mvl_path_join(dir, "preprocessor_config.json");
     md->path = strdup(dir);
     mvl_status st;
-    if (!cfg_path || !md->path)
+    if (!cfg_path || !pre_path || !md->path)
         st = mvl_fail(err, MVL_ERR_NOMEM, "out of memory");
-    else if ((st = mvl_config_load(cfg_path, &md->cfg, err)) == MVL_OK)
+    else if ((st = mvl_config_load(cfg_path, &md->cfg, err)) == MVL_OK &&
+             (st = load_preproc(md, pre_path, err)) == MVL_OK)
         st = mvl_st_open_dir(dir, &md->st, err);
     free(cfg_path);
+    free(pre_path);
     if (st != MVL_OK) {
         mvl_model_dir_close(md);
         return st;
@@ -228,6 +257,22 @@ static void sb_bytes(mvl_strbuf *b, double x) {
         mvl_strbuf_printf(b, "%.1f kB", x / 1e3);
 }
 
+static int max_side(const mvl_preproc_config *pp) {
+    int m = 0;
+    for (int i = 0; i < pp->n_pinpoints; i++)
+        for (int a = 0; a < 2; a++) m = pp->pinpoints[i][a] > m ? pp->pinpoints[i][a] : m;
+    return m;
+}
+
+static int max_tiles(const mvl_preproc_config *pp) {
+    int m = 0;
+    for (int i = 0; i < pp->n_pinpoints; i++) {
+        int t = (pp->pinpoints[i][0] / pp->size) * (pp->pinpoints[i][1] / pp->size);
+        m = t > m ? t : m;
+    }
+    return m;
+}
+
 mvl_status mvl_model_dir_describe(const mvl_model_dir *md, char **out_text, mvl_error *err) {
     *out_text = NULL;
     survey s;
@@ -273,6 +318,12 @@ mvl_status mvl_model_dir_describe(const mvl_model_dir *md, char **out_text, mvl_
     mvl_strbuf_printf(&b, "\nvision: %d layers, hidden %d, %d heads, mlp %d, %dpx tiles of %dpx patches, feature layer %d\n",
               c->vision.num_layers, c->vision.hidden_size, c->vision.num_heads, c->vision.intermediate_size,
               c->vision.image_size, c->vision.patch_size, c->vision_feature_layer);
+    const mvl_preproc_config *pp = &md->preproc;
+    mvl_strbuf_printf(&b, "preprocessing: %d canvases from %s (sides up to %d px, at most %d tiles of %d px + "
+                          "thumbnail); mean [%g, %g, %g], std [%g, %g, %g]\n",
+                      pp->n_pinpoints, md->preproc_from_file ? "preprocessor_config.json" : "the released defaults",
+                      max_side(pp), max_tiles(pp), pp->size, pp->mean[0], pp->mean[1], pp->mean[2], pp->std[0], pp->std[1],
+                      pp->std[2]);
     mvl_strbuf_printf(&b, "text: %d layers, hidden %d, %d heads x %d (kv %d, rotary %d), %d experts top-%d of %d, vocab %d\n",
               t->num_layers, t->hidden_size, t->num_heads, t->head_dim, t->num_kv_heads, t->rotary_dim, t->num_experts,
               t->experts_per_tok, t->intermediate_size, t->vocab_size);

@@ -170,6 +170,11 @@ static void make_dir(const char *skip, const char *bend, const char *extra) {
     FILE *f = fopen(path, "w");
     fputs(tiny_config, f);
     fclose(f);
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    f = fopen(path, "w");
+    fputs("{\"size\": [28, 28], \"patch_size\": 14, \"image_grid_pinpoints\": [[28, 28]]}", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/config.json", dir);
     mvl_model_config c;
     mvl_error err = {0};
     assert_int_equal(mvl_config_parse(path, tiny_config, strlen(tiny_config), &c, &err), MVL_OK);
@@ -229,6 +234,29 @@ static void test_model_dir_manifest(void **state) {
     expect_dir(MVL_ERR_FORMAT, "'language_model.model.layers.0.coefficient.weight' is not part of MiniMax-VL-01");
     make_dir(NULL, NULL, "vision_tower.vision_model.post_layernorm.weight");
     expect_dir(MVL_OK, NULL); /* vision.md §1.2: present in CLIP exports, never applied */
+
+    /* preprocessor_config.json must fit the ViT; without one, the released
+     * defaults (336 px tiles) apply, which this tiny ViT does not take */
+    make_dir(NULL, NULL, NULL);
+    char path[512];
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"size\": [224, 224]}", f);
+    fclose(f);
+    expect_dir(MVL_ERR_FORMAT, "preprocessor_config.json: size 224 disagrees with vision_config.image_size 28");
+    f = fopen(path, "w");
+    fputs("{\"size\": [28, 28], \"patch_size\": 14, \"image_grid_pinpoints\": [[28, 56], [56, 28]]}", f);
+    fclose(f);
+    assert_int_equal(mvl_model_dir_open(dir, &md, &err), MVL_OK);
+    assert_int_equal(mvl_model_dir_preproc(md)->n_pinpoints, 2);
+    mvl_model_dir_close(md);
+    f = fopen(path, "w");
+    fputs("{\"size\": ", f);
+    fclose(f);
+    expect_dir(MVL_ERR_FORMAT, "preprocessor_config.json");
+    unlink(path);
+    assert_int_equal(mvl_model_dir_open(dir, &md, &err), MVL_ERR_FORMAT); /* defaults are 336 px tiles */
+    assert_non_null(strstr(err.msg, "the released defaults"));
 }
 
 int main(void) {
