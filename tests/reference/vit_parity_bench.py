@@ -159,11 +159,16 @@ def main():
     sd = {k: torch.from_numpy(v) for k, v in vis.items()}
 
     def make(dtype, attn):
-        m = CLIPVisionModel(cfg)
-        missing, unexpected = m.load_state_dict(sd, strict=False)
-        assert not unexpected and all("post_layernorm" in k or "position_ids" in k for k in missing), (missing, unexpected)
-        m.config._attn_implementation = attn
-        m.vision_model.config._attn_implementation = attn
+        c = CLIPVisionConfig.from_dict(cfg.to_dict())
+        c._attn_implementation = attn
+        m = CLIPVisionModel(c)
+        keys = set(m.state_dict())
+        # transformers 4.x names the tower's tensors vision_model.*, 5.x drops the prefix
+        msd = sd if any(k.startswith("vision_model.") for k in keys) else {
+            k[len("vision_model."):]: v for k, v in sd.items()}
+        missing, unexpected = m.load_state_dict(msd, strict=False)
+        assert not unexpected and all("post_layernorm" in k or "position_ids" in k for k in missing), (
+            missing[:5], unexpected[:5])
         return m.to(dev, dtype).eval()
 
     # ---- parity ------------------------------------------------------------------
@@ -178,6 +183,7 @@ def main():
     pix = pixels_from_u8(torch, u8).to(dev)
     with torch.inference_mode():
         m16 = make(torch.bfloat16, "sdpa")
+        print("attention implementation:", m16.config._attn_implementation, flush=True)
         ref16 = m16(pixel_values=pix).last_hidden_state.float().cpu()
         m32 = make(torch.float32, "sdpa")
         ref32 = m32(pixel_values=pix.float()).last_hidden_state.float().cpu()
