@@ -238,19 +238,22 @@ __global__ void k_gelu1(bf16 *x, int64_t n) {
 }
 
 // Fused attention for head_dim 64 (FlashAttention-2 scheme): one CTA of 4
-// warps takes 64 queries of one (tile, head); K/V blocks of 64 keys stream
-// through shared memory with cp.async double buffering; QK^T and PV on the
-// bf16 tensor cores (mma.sync m16n8k16) with fp32 accumulators; online
-// softmax in fp32 (exp2 with the scale folded in). qkv: [tiles*ntok, 3*H*64]
-// bf16 (q | k | v); out: [tiles*ntok, H*64] bf16. Bidirectional, no mask
-// except the keys past ntok in the last block (vision.md §1.2 step 5).
-constexpr int FA_D = 64, FA_BM = 64, FA_BN = 64, FA_LDS = FA_D + 8; // +16 B per row: no ldmatrix bank conflicts
+// warps takes FA_BM queries of one (tile, head), each warp FA_MT m-tiles of
+// 16 rows, so every K/V fragment read from shared memory feeds FA_MT MMAs;
+// K/V blocks of 64 keys stream through shared memory with cp.async double
+// buffering; QK^T and PV on the bf16 tensor cores (mma.sync m16n8k16) with
+// fp32 accumulators; online softmax in fp32 (exp2 with the scale folded in).
+// qkv: [tiles*ntok, 3*H*64] bf16 (q | k | v); out: [tiles*ntok, H*64] bf16.
+// Bidirectional, no mask except the keys past ntok in the last block
+// (vision.md §1.2 step 5).
+constexpr int FA_D = 64, FA_MT = 2, FA_BM = 64 * FA_MT, FA_BN = 64, FA_LDS = FA_D + 8; // +16 B per row: no ldmatrix bank conflicts
+constexpr int FA_SMEM = (FA_BM + 4 * FA_BN) * FA_LDS * 2;
 
 __global__ void __launch_bounds__(128) k_flash_attn64(const bf16 *__restrict__ qkv, bf16 *__restrict__ out, int ntok,
                                                       int heads, float scale_log2) {
-    __shared__ __align__(16) bf16 sQ[FA_BM * FA_LDS];
-    __shared__ __align__(16) bf16 sK[2][FA_BN * FA_LDS];
-    __shared__ __align__(16) bf16 sV[2][FA_BN * FA_LDS];
+    extern __shared__ __align__(16) bf16 fa_smem[];
+    bf16 *sQ = fa_smem;                                   // [FA_BM][FA_LDS]
+    bf16 *sK = sQ + FA_BM * FA_LDS, *sV = sK + 2 * FA_BN * FA_LDS; // [2][FA_BN][FA_LDS] each
     const int tile = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * FA_BM;
     const int ld = 3 * heads * FA_D;
     const bf16 *base = qkv + (int64_t)tile * ntok * ld;
@@ -266,19 +269,24 @@ __global__ void __launch_bounds__(128) k_flash_attn64(const bf16 *__restrict__ q
             int r = c >> 3, col = (c & 7) * 8, gr = kb * FA_BN + r;
             int64_t off = (int64_t)min(gr, ntok - 1) * ld + col;
             int bytes = gr < ntok ? 16 : 0; // zero-fill past the end: P is 0 there and V must not be NaN
-            cp_async16(&sK[buf][r * FA_LDS + col], Kg + off, bytes);
-            cp_async16(&sV[buf][r * FA_LDS + col], Vg + off, bytes);
+            cp_async16(&sK[(buf * FA_BN + r) * FA_LDS + col], Kg + off, bytes);
+            cp_async16(&sV[(buf * FA_BN + r) * FA_LDS + col], Vg + off, bytes);
         }
     };
     load_kv(0, 0);
     cp_async_commit();
 
     const int nkb = (ntok + FA_BN - 1) / FA_BN;
-    uint32_t qf[4][4];
-    float o[8][4];
+    uint32_t qf[FA_MT][4][4];
+    float o[FA_MT][8][4];
+    float mrow[FA_MT][2], lrow[FA_MT][2]; // rows g and g+8 of each m-tile
 #pragma unroll
-    for (int j = 0; j < 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f; // rows g and g+8 of this warp
+    for (int mt = 0; mt < FA_MT; mt++) {
+#pragma unroll
+        for (int j = 0; j < 8; j++) o[mt][j][0] = o[mt][j][1] = o[mt][j][2] = o[mt][j][3] = 0.f;
+        mrow[mt][0] = mrow[mt][1] = -INFINITY;
+        lrow[mt][0] = lrow[mt][1] = 0.f;
+    }
 
     for (int kb = 0; kb < nkb; kb++) {
         const int buf = kb & 1;
@@ -290,87 +298,107 @@ __global__ void __launch_bounds__(128) k_flash_attn64(const bf16 *__restrict__ q
             cp_async_wait<0>();
         }
         __syncthreads();
+        const bf16 *bK = sK + buf * FA_BN * FA_LDS, *bV = sV + buf * FA_BN * FA_LDS;
         if (kb == 0) {
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++)
-                ldsm_x4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3],
-                        &sQ[(warp * 16 + (lane & 15)) * FA_LDS + kk * 16 + (lane >> 4) * 8]);
+            for (int mt = 0; mt < FA_MT; mt++)
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++)
+                    ldsm_x4(qf[mt][kk][0], qf[mt][kk][1], qf[mt][kk][2], qf[mt][kk][3],
+                            &sQ[((warp * FA_MT + mt) * 16 + (lane & 15)) * FA_LDS + kk * 16 + (lane >> 4) * 8]);
         }
-        // S = Q K^T for this warp's 16 rows x 64 keys.
-        float s[8][4];
+        // S = Q K^T for this warp's rows x 64 keys.
+        float s[FA_MT][8][4];
 #pragma unroll
         for (int j = 0; j < 8; j++) {
-            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+            for (int mt = 0; mt < FA_MT; mt++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.f;
 #pragma unroll
             for (int half = 0; half < 2; half++) {
                 uint32_t b0, b1, b2, b3;
-                ldsm_x4(b0, b1, b2, b3, &sK[buf][(j * 8 + (lane & 7)) * FA_LDS + half * 32 + (lane >> 3) * 8]);
-                mma_bf16(s[j], qf[2 * half][0], qf[2 * half][1], qf[2 * half][2], qf[2 * half][3], b0, b1);
-                mma_bf16(s[j], qf[2 * half + 1][0], qf[2 * half + 1][1], qf[2 * half + 1][2], qf[2 * half + 1][3], b2, b3);
+                ldsm_x4(b0, b1, b2, b3, &bK[(j * 8 + (lane & 7)) * FA_LDS + half * 32 + (lane >> 3) * 8]);
+#pragma unroll
+                for (int mt = 0; mt < FA_MT; mt++) {
+                    const uint32_t *qa = qf[mt][2 * half], *qb = qf[mt][2 * half + 1];
+                    mma_bf16(s[mt][j], qa[0], qa[1], qa[2], qa[3], b0, b1);
+                    mma_bf16(s[mt][j], qb[0], qb[1], qb[2], qb[3], b2, b3);
+                }
             }
         }
         // Online softmax (log2 domain).
         const int t4 = lane & 3;
-        float mx0 = m0, mx1 = m1;
+        uint32_t pa[FA_MT][4][4]; // P as the A fragments of the 4 k-steps of PV
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
+        for (int mt = 0; mt < FA_MT; mt++) {
+            float mx0 = mrow[mt][0], mx1 = mrow[mt][1];
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int key = kb * FA_BN + j * 8 + 2 * t4 + (e & 1);
-                float v = key < ntok ? s[j][e] * scale_log2 : -INFINITY;
-                s[j][e] = v;
+            for (int j = 0; j < 8; j++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int key = kb * FA_BN + j * 8 + 2 * t4 + (e & 1);
+                    s[mt][j][e] = key < ntok ? s[mt][j][e] * scale_log2 : -INFINITY;
+                }
+                mx0 = fmaxf(mx0, fmaxf(s[mt][j][0], s[mt][j][1]));
+                mx1 = fmaxf(mx1, fmaxf(s[mt][j][2], s[mt][j][3]));
             }
-            mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
-            mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        // Every key block holds at least one real key, so mx is finite.
-        const float a0 = exp2f(m0 - mx0), a1 = exp2f(m1 - mx1);
-        m0 = mx0, m1 = mx1;
-        l0 *= a0, l1 *= a1;
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+            // Every key block holds at least one real key, so mx is finite.
+            const float a0 = exp2f(mrow[mt][0] - mx0), a1 = exp2f(mrow[mt][1] - mx1);
+            mrow[mt][0] = mx0, mrow[mt][1] = mx1;
+            float l0 = lrow[mt][0] * a0, l1 = lrow[mt][1] * a1;
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
-            o[j][0] *= a0, o[j][1] *= a0, o[j][2] *= a1, o[j][3] *= a1;
-            s[j][0] = exp2f(s[j][0] - mx0), s[j][1] = exp2f(s[j][1] - mx0);
-            s[j][2] = exp2f(s[j][2] - mx1), s[j][3] = exp2f(s[j][3] - mx1);
-            l0 += s[j][0] + s[j][1], l1 += s[j][2] + s[j][3];
+            for (int j = 0; j < 8; j++) {
+                o[mt][j][0] *= a0, o[mt][j][1] *= a0, o[mt][j][2] *= a1, o[mt][j][3] *= a1;
+                float p0 = exp2f(s[mt][j][0] - mx0), p1 = exp2f(s[mt][j][1] - mx0);
+                float p2 = exp2f(s[mt][j][2] - mx1), p3 = exp2f(s[mt][j][3] - mx1);
+                l0 += p0 + p1, l1 += p2 + p3;
+                // the S accumulators of key tiles 2kk, 2kk+1 are the A fragment of k-step kk
+                pa[mt][j >> 1][(j & 1) * 2 + 0] = pack_bf16(p0, p1);
+                pa[mt][j >> 1][(j & 1) * 2 + 1] = pack_bf16(p2, p3);
+            }
+            lrow[mt][0] = l0, lrow[mt][1] = l1;
         }
-        // O += P V: the S accumulators of key tiles 2kk, 2kk+1 are the A
-        // fragment of k-step kk.
+        // O += P V
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
-            uint32_t a0r = pack_bf16(s[2 * kk][0], s[2 * kk][1]), a1r = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-            uint32_t a2r = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), a3r = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
             for (int dj = 0; dj < 8; dj += 2) {
                 uint32_t b0, b1, b2, b3;
-                ldsm_x4_t(b0, b1, b2, b3, &sV[buf][(kk * 16 + (lane & 15)) * FA_LDS + dj * 8 + (lane >> 4) * 8]);
-                mma_bf16(o[dj], a0r, a1r, a2r, a3r, b0, b1);
-                mma_bf16(o[dj + 1], a0r, a1r, a2r, a3r, b2, b3);
+                ldsm_x4_t(b0, b1, b2, b3, &bV[(kk * 16 + (lane & 15)) * FA_LDS + dj * 8 + (lane >> 4) * 8]);
+#pragma unroll
+                for (int mt = 0; mt < FA_MT; mt++) {
+                    const uint32_t *a = pa[mt][kk];
+                    mma_bf16(o[mt][dj], a[0], a[1], a[2], a[3], b0, b1);
+                    mma_bf16(o[mt][dj + 1], a[0], a[1], a[2], a[3], b2, b3);
+                }
             }
         }
         __syncthreads(); // this buffer is refilled two iterations on
     }
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float i0 = 1.f / l0, i1 = 1.f / l1;
     const int g = lane >> 2, t4 = lane & 3;
-    const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;
     bf16 *ob = out + (int64_t)tile * ntok * heads * FA_D + h * FA_D;
 #pragma unroll
-    for (int dj = 0; dj < 8; dj++) {
-        int col = dj * 8 + 2 * t4;
-        if (r0 < ntok)
-            *reinterpret_cast<__nv_bfloat162 *>(ob + (int64_t)r0 * heads * FA_D + col) =
-                __floats2bfloat162_rn(o[dj][0] * i0, o[dj][1] * i0);
-        if (r1 < ntok)
-            *reinterpret_cast<__nv_bfloat162 *>(ob + (int64_t)r1 * heads * FA_D + col) =
-                __floats2bfloat162_rn(o[dj][2] * i1, o[dj][3] * i1);
+    for (int mt = 0; mt < FA_MT; mt++) {
+        float l0 = lrow[mt][0], l1 = lrow[mt][1];
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+        const float i0 = 1.f / l0, i1 = 1.f / l1;
+        const int r0 = q0 + (warp * FA_MT + mt) * 16 + g, r1 = r0 + 8;
+#pragma unroll
+        for (int dj = 0; dj < 8; dj++) {
+            int col = dj * 8 + 2 * t4;
+            if (r0 < ntok)
+                *reinterpret_cast<__nv_bfloat162 *>(ob + (int64_t)r0 * heads * FA_D + col) =
+                    __floats2bfloat162_rn(o[mt][dj][0] * i0, o[mt][dj][1] * i0);
+            if (r1 < ntok)
+                *reinterpret_cast<__nv_bfloat162 *>(ob + (int64_t)r1 * heads * FA_D + col) =
+                    __floats2bfloat162_rn(o[mt][dj][2] * i1, o[mt][dj][3] * i1);
+        }
     }
 }
 
@@ -703,6 +731,7 @@ static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *
     CUDA_CHECK(cudaSetDevice(0));
     CUDA_CHECK(cudaStreamCreateWithFlags(&v->stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasLtCreate(&v->lt));
+    CUDA_CHECK(cudaFuncSetAttribute(k_flash_attn64, cudaFuncAttributeMaxDynamicSharedMemorySize, FA_SMEM));
 
     const int64_t V = v->cfg.hidden_size, I = v->cfg.intermediate_size, D = v->dim_out, P = v->cfg.patch_size;
     const int64_t S = v->cfg.image_size, G2 = (int64_t)v->grid * v->grid, NT = v->max_tiles;
@@ -778,7 +807,7 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
         TRY(linear(v, v->xn, T, V, L.qkv_w, 3 * V, L.qkv_b, v->qkv, 0, 0, err));
         if (hd == FA_D) {
             dim3 grid((v->n_tok + FA_BM - 1) / FA_BM, (unsigned)heads, (unsigned)n);
-            k_flash_attn64<<<grid, 128, 0, s>>>(v->qkv, v->attn, v->n_tok, (int)heads, scale * 1.4426950408889634f);
+            k_flash_attn64<<<grid, 128, FA_SMEM, s>>>(v->qkv, v->attn, v->n_tok, (int)heads, scale * 1.4426950408889634f);
         } else {
             k_attn_generic<<<(int)((T * heads + 127) / 128), 128, 0, s>>>(v->qkv, v->attn, v->n_tok, (int)heads,
                                                                           (int)hd, n, scale);

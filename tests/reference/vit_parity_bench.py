@@ -300,9 +300,9 @@ def main():
     img = np.clip(img.astype(np.int16) + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8)
     jpg = os.path.join(a.work, "wide.jpg")
     Image.fromarray(img).save(jpg, quality=90)
-    r = subprocess.run([a.bin, "e2e", mdir, jpg, "20"], check=True, capture_output=True, text=True)
-    print(r.stdout, flush=True)
-    report["e2e"] = dict(x.split("=") for x in r.stdout.split()[1:])
+    r = subprocess.run([a.bin, "e2e", mdir, jpg, "20"], capture_output=True, text=True)
+    print(r.stdout, r.stderr, flush=True)
+    report["e2e"] = dict(x.split("=") for x in r.stdout.split()[1:]) if r.returncode == 0 else {"error": r.stderr}
 
     json.dump(report, open(os.path.join(a.out, "vit_bench.json"), "w"), indent=2)
     lines = [f"device: {report.get('device')}", "",
