@@ -336,7 +336,8 @@ void mvl_seq_reset(mvl_seq *s);
  * packed embeddings of images[0..n_images) in order; their total count must
  * match exactly (MVL_ERR_ARG otherwise). A token sampled by mvl_seq_generate
  * and not yet run goes first. logits: NULL or [n, vocab] float32, one row per
- * appended id. On error the sequence is reset. */
+ * appended id. Invalid input (MVL_ERR_ARG) leaves the sequence as it was; a
+ * failure inside the forward pass (out of memory) resets it. */
 mvl_status mvl_seq_append(mvl_seq *s, const int32_t *ids, size_t n, const mvl_image_input *images,
                           size_t n_images, float *logits, mvl_error *err);
 /* Logits [vocab] after the last position run; NULL before any. Owned by s. */

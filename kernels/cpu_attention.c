@@ -10,8 +10,8 @@
 void mvl_op_rope_neox(float *x, int64_t n, int64_t ld, int heads, int head_dim, int rot_dim,
                       int64_t pos0, double theta) {
     int half = rot_dim / 2;
-    float inv_freq[512];
-    for (int i = 0; i < half && i < 512; i++)
+    float inv_freq[2048]; /* rot_dim <= head_dim <= 4096 (model/config.c) */
+    for (int i = 0; i < half; i++)
         inv_freq[i] = (float)(1.0 / pow(theta, (double)(2 * i) / (double)rot_dim));
     for (int64_t r = 0; r < n; r++) {
         float p = (float)(pos0 + r);

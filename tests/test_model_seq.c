@@ -197,6 +197,11 @@ static void test_images_and_bad_input(void **state) {
     for (int i = 2; i < 2 + 1576; i++) ids[i] = img_id;
     mvl_seq *s = new_seq();
     assert_int_equal(mvl_seq_append(s, ids, 1580, &img, 1, NULL, &err), MVL_OK);
+    /* invalid input leaves a non-empty sequence as it was */
+    int32_t oov = V + 5;
+    assert_int_equal(mvl_seq_append(s, &oov, 1, NULL, 0, NULL, &err), MVL_ERR_ARG);
+    assert_int_equal(mvl_seq_length(s), 1580);
+    assert_non_null(mvl_seq_last_logits(s));
     mvl_seq_reset(s);
     /* one image token short */
     assert_int_equal(mvl_seq_append(s, ids, 1577, &img, 1, NULL, &err), MVL_ERR_ARG);

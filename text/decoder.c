@@ -13,23 +13,19 @@
 
 #define LIGHTNING_NORM_EPS 1e-6f /* HF remote code builds this RMSNorm with its default eps (§1.1) */
 
-static void slopes_pow2(int n, double *out) {
-    double start = pow(2.0, -pow(2.0, -(log2((double)n) - 3.0)));
-    for (int i = 0; i < n; i++) out[i] = pow(start, i + 1);
-}
+/* ALiBi start for n heads (n a power of two): 2^(-2^(-(log2 n - 3))) = 2^(-8/n). */
+static double alibi_start(int n) { return pow(2.0, -pow(2.0, -(log2((double)n) - 3.0))); }
 
 void mvl_lightning_slopes(int heads, int layer, int n_layers, float *slopes) {
-    double base[1024];
     int cp = 1;
     while (cp * 2 <= heads) cp *= 2;
-    slopes_pow2(cp, base);
-    if (cp < heads) { /* ALiBi rule for other head counts: every other slope of 2*cp */
-        double extra[2048];
-        slopes_pow2(2 * cp, extra);
-        for (int i = 0; i < heads - cp; i++) base[cp + i] = extra[2 * i];
-    }
     double factor = 1.0 - (n_layers > 1 ? (double)layer / (double)(n_layers - 1) : 0.0) + 1e-5;
-    for (int h = 0; h < heads; h++) slopes[h] = (float)((float)base[h] * factor); /* fp32 as the reference */
+    for (int h = 0; h < heads; h++) {
+        /* the first cp heads: start^(h+1); the rest (ALiBi rule for other head counts): every
+         * other slope of 2*cp heads, i.e. start(2cp)^(2(h-cp)+1) */
+        double base = h < cp ? pow(alibi_start(cp), h + 1) : pow(alibi_start(2 * cp), 2 * (h - cp) + 1);
+        slopes[h] = (float)((float)base * factor); /* fp32 as the reference */
+    }
 }
 
 static mvl_status load(const mvl_model_dir *md, const char *fmt, int a, int b, int ndim, int64_t d0, int64_t d1,

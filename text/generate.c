@@ -191,14 +191,14 @@ mvl_status mvl_seq_append(mvl_seq *s, const int32_t *ids, size_t n, const mvl_im
         lg = mvl_malloc(total * (size_t)V * sizeof(float), err);
         if (!lg) st = MVL_ERR_NOMEM;
     }
-    if (st == MVL_OK)
+    if (st == MVL_OK) {
         st = mvl_decoder_forward(&m->dec, &s->st, x, (int64_t)total, lead ? lg : logits, s->last_logits, NULL, err);
+        if (st != MVL_OK) mvl_seq_reset(s); /* failed part-way: the state is no longer consistent */
+    }
     if (st == MVL_OK) {
         if (lg) memcpy(logits, lg + V, n * (size_t)V * sizeof(float));
         s->has_logits = 1;
         s->pending = -1;
-    } else if (st != MVL_ERR_ARG || s->st.len) {
-        mvl_seq_reset(s);
     }
     free(lg);
     free(all);
