@@ -74,41 +74,38 @@ mvl_status mvl_op_attention(const float *q, int64_t ldq, int64_t n, const float 
  * This is the HF form; it equals the recurrence (§8.1 explains why the vLLM
  * form with lambda^c does not). */
 static void lightning_block(const float *q, const float *k, const float *v, int64_t ld, int64_t m, int d,
-                            double s, float *S, float *o, int64_t ldo, float *att, float *kd) {
+                            const float *pw, float *S, float *o, int64_t ldo, float *att, float *kd) {
+    /* pw[i] = lambda^i for i = 0..m */
     /* inter-block term first, then scale rows by lambda^(c+1) */
     mvl_op_gemm(false, false, m, d, d, 1.0f, q, ld, S, d, 0.0f, o, ldo);
-    for (int64_t c = 0; c < m; c++) {
-        float f = (float)exp(-s * (double)(c + 1));
-        for (int j = 0; j < d; j++) o[c * ldo + j] *= f;
-    }
+    for (int64_t c = 0; c < m; c++)
+        for (int j = 0; j < d; j++) o[c * ldo + j] *= pw[c + 1];
     /* intra-block: (Q K^T) masked by the decay, times V */
     mvl_op_gemm(false, true, m, m, d, 1.0f, q, ld, k, ld, 0.0f, att, m);
     for (int64_t c = 0; c < m; c++)
-        for (int64_t j = 0; j < m; j++) att[c * m + j] = j <= c ? att[c * m + j] * (float)exp(-s * (double)(c - j)) : 0.0f;
+        for (int64_t j = 0; j < m; j++) att[c * m + j] = j <= c ? att[c * m + j] * pw[c - j] : 0.0f;
     mvl_op_gemm(false, false, m, d, m, 1.0f, att, m, v, ld, 1.0f, o, ldo);
     /* state: decay it, then add the decayed keys times the values */
-    float bd = (float)exp(-s * (double)m);
-    for (int64_t i = 0; i < (int64_t)d * d; i++) S[i] *= bd;
-    for (int64_t j = 0; j < m; j++) {
-        float f = (float)exp(-s * (double)(m - 1 - j));
-        for (int i = 0; i < d; i++) kd[j * d + i] = k[j * ld + i] * f;
-    }
+    for (int64_t i = 0; i < (int64_t)d * d; i++) S[i] *= pw[m];
+    for (int64_t j = 0; j < m; j++)
+        for (int i = 0; i < d; i++) kd[j * d + i] = k[j * ld + i] * pw[m - 1 - j];
     mvl_op_gemm(true, false, d, d, m, 1.0f, kd, d, v, ld, 1.0f, S, d);
 }
 
 mvl_status mvl_op_lightning(const float *qkv, int64_t n, int heads, int d, const float *slopes,
                             int block, float *state, float *out, mvl_error *err) {
     int64_t mb = n < block ? n : block;
-    float *att = mvl_malloc((size_t)(mb * mb + mb * d) * sizeof(float), err);
+    float *att = mvl_malloc((size_t)(mb * mb + mb * d + mb + 1) * sizeof(float), err);
     if (!att) return MVL_ERR_NOMEM;
-    float *kd = att + mb * mb;
+    float *kd = att + mb * mb, *pw = kd + mb * d;
     int64_t ld = (int64_t)heads * 3 * d, ldo = (int64_t)heads * d;
     for (int h = 0; h < heads; h++) {
         float *S = state + (int64_t)h * d * d;
+        for (int64_t i = 0; i <= mb; i++) pw[i] = (float)exp(-(double)slopes[h] * (double)i);
         for (int64_t b0 = 0; b0 < n; b0 += block) {
             int64_t m = n - b0 < block ? n - b0 : block;
             const float *q = qkv + b0 * ld + (int64_t)h * 3 * d;
-            lightning_block(q, q + d, q + 2 * d, ld, m, d, slopes[h], S, out + b0 * ldo + (int64_t)h * d, ldo, att, kd);
+            lightning_block(q, q + d, q + 2 * d, ld, m, d, pw, S, out + b0 * ldo + (int64_t)h * d, ldo, att, kd);
         }
     }
     free(att);
