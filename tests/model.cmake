@@ -10,3 +10,6 @@ set_tests_properties(test_model_golden_bf16 PROPERTIES LABELS e2e SKIP_RETURN_CO
 add_executable(bench_model bench_model.c)
 target_include_directories(bench_model PRIVATE ${CMAKE_SOURCE_DIR})
 target_link_libraries(bench_model PRIVATE mvl)
+add_test(NAME model_cli COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/model_cli.sh $<TARGET_FILE:minimax-vl>
+                                   ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR}/model-cli)
+set_tests_properties(model_cli PROPERTIES LABELS e2e TIMEOUT 120)
