@@ -11,6 +11,7 @@
  *   bench_vit_cuda e2e MODEL_DIR IMAGE REPS
  *       file -> packed embeddings: decode, preprocess, ViT, projector, pack.
  * Exits 77 without a GPU. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
