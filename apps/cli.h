@@ -57,8 +57,26 @@ typedef struct mvl_cli_option {
 int mvl_cli_parse(const char *cmd, const char *usage, const char *about, const mvl_cli_option *opts, int nopts,
                   int argc, char **argv, mvl_cli_list *pos);
 
+/* ---- running the model ---------------------------------------------------- */
+
+#define MVL_CLI_MAX_IMAGES 256 /* as many as an mvl_cli_list holds */
+
+/* Decodes and preprocesses paths->items[k] into in[k]; pixels[k] (malloc'd,
+ * the caller frees them, also after an error) holds its float32 tiles. */
+mvl_status mvl_cli_images_load(const mvl_model *m, const mvl_cli_list *paths, const mvl_image_opts *opts,
+                               mvl_image_input *in, float **pixels, mvl_error *err);
+
+/* Token ids of one user turn (optionally after a system turn) holding the
+ * images and then the prompt, with the generation prompt; raw: the prompt
+ * is the whole input, no template. *ids is malloc'd. */
+mvl_status mvl_cli_encode_prompt(const mvl_tokenizer *tok, const mvl_model *m, const char *system,
+                                 const char *prompt, int raw, const mvl_image_input *in, int n_images,
+                                 int32_t **ids, size_t *n, mvl_error *err);
+
 /* Subcommands: argv[0] is the subcommand name. */
 int mvl_cmd_info(int argc, char **argv);
+int mvl_cmd_caption(int argc, char **argv);
+int mvl_cmd_ask(int argc, char **argv);
 int mvl_cmd_preprocess(int argc, char **argv);
 int mvl_cmd_logits(int argc, char **argv);
 int mvl_cmd_tokenize(int argc, char **argv);

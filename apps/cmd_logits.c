@@ -36,32 +36,6 @@ static bool parse_ids(const char *s, int32_t **out, size_t *n) {
     return true;
 }
 
-/* Decodes and preprocesses every image; pixels[k] is malloc'd. */
-static mvl_status load_images(const mvl_model *m, const mvl_cli_list *paths, mvl_image_input *in, float **pixels,
-                              mvl_error *err) {
-    const mvl_preproc_config *pp = mvl_model_preproc(m);
-    for (int k = 0; k < paths->n; k++) {
-        mvl_image *img;
-        mvl_status st = mvl_image_load(paths->items[k], NULL, &img, err);
-        if (st != MVL_OK) return st;
-        mvl_preproc_result r;
-        st = mvl_preprocess(img, pp, &r, err);
-        mvl_image_free(img);
-        if (st == MVL_OK) {
-            size_t count = (size_t)r.n_patches * 3 * (size_t)pp->size * (size_t)pp->size;
-            pixels[k] = mvl_malloc(count * sizeof(float), err);
-            if (!pixels[k]) st = MVL_ERR_NOMEM;
-        }
-        if (st == MVL_OK) {
-            mvl_preproc_normalize(pp, r.tiles, r.n_patches, pixels[k]);
-            in[k] = (mvl_image_input){pixels[k], r.cols, r.rows, r.width, r.height};
-        }
-        mvl_preproc_result_free(&r);
-        if (st != MVL_OK) return st;
-    }
-    return MVL_OK;
-}
-
 /* --ids: one image-token id per image is expanded to the image's token count;
  * ids that already hold the expanded count are kept. */
 static mvl_status expand_ids(const mvl_model *m, const mvl_image_input *in, int n_images, int32_t **ids, size_t *n,
@@ -122,24 +96,14 @@ int mvl_cmd_logits(int argc, char **argv) {
     mvl_model *m = NULL;
     mvl_tokenizer *tok = NULL;
     mvl_seq *seq = NULL;
-    float *logits = NULL, *pixels[256] = {0};
-    mvl_image_input in[256];
+    float *logits = NULL, *pixels[MVL_CLI_MAX_IMAGES] = {0};
+    mvl_image_input in[MVL_CLI_MAX_IMAGES];
     mvl_model_opts mo = {(int)threads};
     mvl_status st = mvl_model_load(dir, &mo, &m, &err);
-    if (st == MVL_OK) st = load_images(m, &images, in, pixels, &err);
+    if (st == MVL_OK) st = mvl_cli_images_load(m, &images, NULL, in, pixels, &err);
     if (st == MVL_OK && prompt) {
-        int32_t counts[256];
-        for (int k = 0; k < images.n; k++) counts[k] = (int32_t)mvl_model_image_tokens(m, &in[k]);
         st = mvl_tokenizer_load(dir, &tok, &err);
-        if (st == MVL_OK && raw) {
-            st = mvl_chat_encode_raw(tok, prompt, strlen(prompt), counts, (size_t)images.n, &ids, &n, &err);
-        } else if (st == MVL_OK) {
-            mvl_chat_item items[257];
-            for (int k = 0; k < images.n; k++) items[k] = (mvl_chat_item){1, NULL, 0};
-            items[images.n] = (mvl_chat_item){0, prompt, strlen(prompt)};
-            mvl_chat_message msg = {MVL_ROLE_USER, items, (size_t)images.n + 1};
-            st = mvl_chat_encode(tok, &msg, 1, 1, counts, (size_t)images.n, &ids, &n, &err);
-        }
+        if (st == MVL_OK) st = mvl_cli_encode_prompt(tok, m, NULL, prompt, raw, in, images.n, &ids, &n, &err);
     } else if (st == MVL_OK) {
         st = expand_ids(m, in, images.n, &ids, &n, &err);
     }

@@ -75,6 +75,8 @@ typedef struct mvl_strbuf {
 void mvl_strbuf_add(mvl_strbuf *b, const char *s, size_t n);
 void mvl_strbuf_puts(mvl_strbuf *b, const char *s);
 void mvl_strbuf_printf(mvl_strbuf *b, const char *fmt, ...) MVL_PRINTF(2, 3);
+/* Appends s[0..n) as a quoted JSON string (control characters escaped). */
+void mvl_strbuf_json(mvl_strbuf *b, const char *s, size_t n);
 
 /* ---- .npy output ------------------------------------------------------------ */
 

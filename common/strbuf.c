@@ -45,3 +45,28 @@ void mvl_strbuf_printf(mvl_strbuf *b, const char *fmt, ...) {
     va_end(ap);
     b->len += (size_t)n;
 }
+
+void mvl_strbuf_json(mvl_strbuf *b, const char *s, size_t n) {
+    mvl_strbuf_add(b, "\"", 1);
+    size_t run = 0; /* bytes copied as they are, flushed before each escape */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        mvl_strbuf_add(b, s + run, i - run);
+        run = i + 1;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            mvl_strbuf_add(b, e, 2);
+        } else if (c == '\n') {
+            mvl_strbuf_add(b, "\\n", 2);
+        } else if (c == '\t') {
+            mvl_strbuf_add(b, "\\t", 2);
+        } else if (c == '\r') {
+            mvl_strbuf_add(b, "\\r", 2);
+        } else {
+            mvl_strbuf_printf(b, "\\u%04x", c);
+        }
+    }
+    mvl_strbuf_add(b, s + run, n - run);
+    mvl_strbuf_add(b, "\"", 1);
+}

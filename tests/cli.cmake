@@ -1,3 +1,6 @@
 # The command line's exit codes and stream discipline.
 add_test(NAME cli_usage COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli_usage.sh $<TARGET_FILE:minimax-vl>)
 set_tests_properties(cli_usage PROPERTIES LABELS "e2e" TIMEOUT 60)
+add_test(NAME generate_cli COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/generate_cli.sh $<TARGET_FILE:minimax-vl>
+                                      ${CMAKE_SOURCE_DIR} ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(generate_cli PROPERTIES LABELS "e2e" TIMEOUT 300)

@@ -14,6 +14,7 @@ head -c 128 "$out/i.npy" | grep -q "'shape': (1028, 1536)" || fail "image placeh
 "$bin" logits --ids 1,x -o "$out/x.npy"; [ $? -eq 2 ] || fail "bad --ids should be a usage error"
 "$bin" logits --bogus; [ $? -eq 2 ] || fail "unknown flag should be a usage error"
 "$bin" logits -m "$src/testdata/tiny-random" --ids 1,99999 -o "$out/x.npy"; [ $? -eq 1 ] || fail "out-of-vocabulary id"
-"$bin" logits -m "$src/testdata/tiny-random" -p hi -o "$out/x.npy"; [ $? -eq 1 ] || fail "no tokenizer"
+"$bin" logits -m "$src/testdata/tiny-random" -p hi -o "$out/x.npy" || fail "chat prompt through the bundled tokenizer"
+"$bin" logits -m "$src/testdata/tiny-random" --raw -p "a<image>b" -o "$out/x.npy"; [ $? -eq 1 ] || fail "placeholder without an image"
 "$bin" logits -h > /dev/null || fail "-h"
 echo ok

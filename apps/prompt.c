@@ -1,0 +1,49 @@
+/* What the commands that run the model share (apps/): images from files to
+ * model inputs, and a prompt with its images to token ids. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "apps/cli.h"
+#include "common/mvl_common.h"
+
+mvl_status mvl_cli_images_load(const mvl_model *m, const mvl_cli_list *paths, const mvl_image_opts *opts,
+                               mvl_image_input *in, float **pixels, mvl_error *err) {
+    const mvl_preproc_config *pp = mvl_model_preproc(m);
+    for (int k = 0; k < paths->n; k++) {
+        mvl_image *img;
+        mvl_status st = mvl_image_load(paths->items[k], opts, &img, err);
+        if (st != MVL_OK) return st;
+        mvl_preproc_result r;
+        st = mvl_preprocess(img, pp, &r, err);
+        mvl_image_free(img);
+        if (st == MVL_OK) {
+            size_t count = (size_t)r.n_patches * 3 * (size_t)pp->size * (size_t)pp->size;
+            pixels[k] = mvl_malloc(count * sizeof(float), err);
+            if (!pixels[k]) st = MVL_ERR_NOMEM;
+        }
+        if (st == MVL_OK) {
+            mvl_preproc_normalize(pp, r.tiles, r.n_patches, pixels[k]);
+            in[k] = (mvl_image_input){pixels[k], r.cols, r.rows, r.width, r.height};
+        }
+        mvl_preproc_result_free(&r);
+        if (st != MVL_OK) return st;
+    }
+    return MVL_OK;
+}
+
+mvl_status mvl_cli_encode_prompt(const mvl_tokenizer *tok, const mvl_model *m, const char *system,
+                                 const char *prompt, int raw, const mvl_image_input *in, int n_images,
+                                 int32_t **ids, size_t *n, mvl_error *err) {
+    int32_t counts[MVL_CLI_MAX_IMAGES];
+    for (int k = 0; k < n_images; k++) counts[k] = (int32_t)mvl_model_image_tokens(m, &in[k]);
+    if (raw) return mvl_chat_encode_raw(tok, prompt, strlen(prompt), counts, (size_t)n_images, ids, n, err);
+    /* The images come first in the user turn, as the model card's example
+     * renders it ("<image>Describe this image."). */
+    mvl_chat_item items[MVL_CLI_MAX_IMAGES + 1];
+    for (int k = 0; k < n_images; k++) items[k] = (mvl_chat_item){1, NULL, 0};
+    items[n_images] = (mvl_chat_item){0, prompt, strlen(prompt)};
+    mvl_chat_item sys_item = {0, system, system ? strlen(system) : 0};
+    mvl_chat_message msgs[2] = {{MVL_ROLE_SYSTEM, &sys_item, 1}, {MVL_ROLE_USER, items, (size_t)n_images + 1}};
+    return system ? mvl_chat_encode(tok, msgs, 2, 1, counts, (size_t)n_images, ids, n, err)
+                  : mvl_chat_encode(tok, msgs + 1, 1, 1, counts, (size_t)n_images, ids, n, err);
+}
