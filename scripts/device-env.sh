@@ -11,5 +11,9 @@ export PKG_CONFIG_PATH=$lib/pkgconfig:$lib/openblas-pthread/pkgconfig
 export LD_LIBRARY_PATH=$lib:$lib/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export LIBRARY_PATH=$lib:$lib/openblas-pthread
 export CMAKE_PREFIX_PATH=$MVL_SYSROOT/usr
-# Debian's libjpeg62 headers, ahead of the system's libjpeg8 ones
+# Debian's libjpeg62 headers (jpeglib.h and the multiarch jconfig.h) ahead of
+# the system's libjpeg8 ones, which would otherwise win through the implicit
+# /usr/include/x86_64-linux-gnu and fail at run time ("library is 62, caller
+# expects 80").
 export JPEG_ROOT=$MVL_SYSROOT/usr
+export CPATH=$MVL_SYSROOT/usr/include/x86_64-linux-gnu:$MVL_SYSROOT/usr/include
