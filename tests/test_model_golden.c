@@ -12,6 +12,7 @@
 
 #include "model/safetensors.h"
 #include "text/generate.h"
+#include "test_util.h"
 
 #define NSAMPLE 4096
 
@@ -36,15 +37,6 @@ static const float *need(const char *name, size_t *n) {
     return p;
 }
 
-/* max |a - b| / max |b| */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double num = 0, den = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        num = fmax(num, fabs((double)a[i] - b[i]));
-        den = fmax(den, fabs((double)b[i]));
-    }
-    return num / den;
-}
 
 static void check(const char *stage, double err, double bar) {
     int ok = err <= bar;
@@ -58,7 +50,7 @@ static double sample_err(const float *x, size_t size, const char *name) {
     const float *g = need(name, &n);
     float s[NSAMPLE];
     for (size_t k = 0; k < NSAMPLE; k++) s[k] = x[(k * 7919 + 13) % size];
-    return rel_err(s, g, NSAMPLE);
+    return mvl_test_rel_err(s, g, NSAMPLE);
 }
 
 typedef struct image {
@@ -200,16 +192,16 @@ static int run(const char *src, const char *model_name) {
             if (l == 0) snprintf(stage, sizeof stage, "decoder input (embeddings + images)");
             else snprintf(stage, sizeof stage, "hidden state after layer %d (%s)", l - 1,
                           dec->cfg.layer_types[l - 1] == MVL_LAYER_LIGHTNING ? "lightning" : "softmax");
-            check(stage, rel_err(sel, gh + (size_t)l * npos * H, npos * (size_t)H), bar);
+            check(stage, mvl_test_rel_err(sel, gh + (size_t)l * npos * H, npos * (size_t)H), bar);
         }
         for (size_t p = 0; p < npos; p++)
             memcpy(sel + p * V, logits + (size_t)fpos[p] * V, (size_t)V * sizeof(float));
         snprintf(key, sizeof key, "case.%s.logits", cases[c]);
-        check(is_bf16 ? "logits vs fp32-compute reference" : "logits", rel_err(sel, need(key, &ng), npos * (size_t)V), bar);
+        check(is_bf16 ? "logits vs fp32-compute reference" : "logits", mvl_test_rel_err(sel, need(key, &ng), npos * (size_t)V), bar);
         snprintf(key, sizeof key, "case.%s.bf16compute.logits", cases[c]);
         const float *gb = get(key, &ng);
         if (gb) { /* reported, not gated: see tests/reference/README.md "bf16 compute" */
-            double e = rel_err(sel, gb, npos * (size_t)V);
+            double e = mvl_test_rel_err(sel, gb, npos * (size_t)V);
             printf("  %-44s rel err %.3e  (issue bar 2e-2) %s\n", "logits vs bf16-compute reference (HF as run)", e,
                    e <= 2e-2 ? "ok" : "ABOVE THE BAR (not gated)");
         }

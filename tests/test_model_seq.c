@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "mvl.h"
+#include "test_util.h"
 
 static mvl_model *model;
 static int32_t V;
@@ -49,14 +50,6 @@ static int32_t *random_ids(size_t n, uint64_t seed) {
     return ids;
 }
 
-static double rel_err(const float *a, const float *b, size_t n) {
-    double num = 0, den = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        num = fmax(num, fabs((double)a[i] - b[i]));
-        den = fmax(den, fabs((double)b[i]));
-    }
-    return num / den;
-}
 
 static mvl_seq *new_seq(void) {
     mvl_seq *s;
@@ -80,7 +73,7 @@ static void test_decode_equals_prefill(void **state) {
         size_t a = cuts[c], b = cuts[c + 1];
         assert_int_equal(mvl_seq_append(s, ids + a, b - a, NULL, 0, part + a * V, NULL), MVL_OK);
     }
-    double e = rel_err(part, full, n * (size_t)V);
+    double e = mvl_test_rel_err(part, full, n * (size_t)V);
     printf("prefill-then-decode vs full prefill: max rel err %.3g\n", e);
     assert_true(e <= 1e-5);
     mvl_seq_free(s);
@@ -116,7 +109,7 @@ static void test_generate_and_follow_up(void **state) {
             if (row[v] > row[best]) best = v;
         assert_int_equal(out[i], best);
     }
-    double e = rel_err(follow, full + (n + g) * V, m * (size_t)V);
+    double e = mvl_test_rel_err(follow, full + (n + g) * V, m * (size_t)V);
     printf("follow-up turn vs full prefill: max rel err %.3g\n", e);
     assert_true(e <= 1e-5);
     /* stop ids: the first generated id stops at once */

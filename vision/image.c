@@ -213,6 +213,22 @@ static void jpeg_on_progress(j_common_ptr cinfo) {
     }
 }
 
+/* Default mode turns every decoded image into upright RGB (EXIF applied,
+ * alpha over white); strict mode keeps Pillow's mode as decoded. Takes img. */
+static mvl_status finish_decode(mvl_image *img, int orientation, const mvl_image_opts *o, mvl_image **out,
+                                mvl_error *err) {
+    if (!o->strict_reference) {
+        mvl_status st = to_rgb(img, err);
+        if (st == MVL_OK) st = apply_orientation(img, orientation, err);
+        if (st != MVL_OK) {
+            mvl_image_free(img);
+            return st;
+        }
+    }
+    *out = img;
+    return MVL_OK;
+}
+
 static mvl_status decode_jpeg(const uint8_t *buf, size_t len, const char *name,
                               const mvl_image_opts *o, mvl_image **out, mvl_error *err) {
     struct jpeg_decompress_struct cinfo;
@@ -286,17 +302,7 @@ static mvl_status decode_jpeg(const uint8_t *buf, size_t len, const char *name,
         for (size_t i = 0, n = stride * img->height; i < n; i++) p[i] = (uint8_t)(255 - p[i]);
     }
     jpeg_destroy_decompress(&cinfo);
-    mvl_image *res = img;
-    if (!o->strict_reference) {
-        mvl_status s2 = to_rgb(res, err);
-        if (s2 == MVL_OK) s2 = apply_orientation(res, orientation, err);
-        if (s2 != MVL_OK) {
-            mvl_image_free(res);
-            return s2;
-        }
-    }
-    *out = res;
-    return MVL_OK;
+    return finish_decode(img, orientation, o, out, err);
 }
 
 /* ---- PNG ------------------------------------------------------------------- */
@@ -460,17 +466,7 @@ static mvl_status decode_png(const uint8_t *buf, size_t len, const char *name,
     png_destroy_read_struct(&png, &info, NULL);
     free(rows);
     free(idx);
-    mvl_image *res = img;
-    if (!o->strict_reference) {
-        mvl_status s2 = to_rgb(res, err);
-        if (s2 == MVL_OK) s2 = apply_orientation(res, orientation, err);
-        if (s2 != MVL_OK) {
-            mvl_image_free(res);
-            return s2;
-        }
-    }
-    *out = res;
-    return MVL_OK;
+    return finish_decode(img, orientation, o, out, err);
 }
 
 /* ---- entry points ----------------------------------------------------------- */

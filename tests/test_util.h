@@ -1,0 +1,18 @@
+/* Small helpers the C tests share. */
+#ifndef MVL_TEST_UTIL_H
+#define MVL_TEST_UTIL_H
+
+#include <math.h>
+#include <stddef.h>
+
+/* max |a - b| / max |b|: the relative error the issue bars are stated in. */
+static inline double mvl_test_rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        num = fmax(num, fabs((double)a[i] - b[i]));
+        den = fmax(den, fabs((double)b[i]));
+    }
+    return num / den;
+}
+
+#endif
