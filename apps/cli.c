@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 #include "apps/cli.h"
 
@@ -18,9 +19,42 @@ int mvl_cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...
     return MVL_EXIT_USAGE;
 }
 
+static FILE *log_file;
+
+void mvl_cli_log(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (log_file) {
+        va_start(ap, fmt);
+        vfprintf(log_file, fmt, ap);
+        va_end(ap);
+        fflush(log_file);
+    }
+}
+
+bool mvl_cli_log_open(const char *path) {
+    mvl_cli_log_close();
+    log_file = fopen(path, "a");
+    if (!log_file) fprintf(stderr, "minimax-vl: %s: cannot open the log file: %s\n", path, strerror(errno));
+    return log_file != NULL;
+}
+
+void mvl_cli_log_close(void) {
+    if (log_file) fclose(log_file);
+    log_file = NULL;
+}
+
 int mvl_cli_fail(const mvl_error *err) {
-    fprintf(stderr, "minimax-vl: %s\n", err->msg);
+    mvl_cli_log("minimax-vl: %s\n", err->msg);
     return MVL_EXIT_ERROR;
+}
+
+double mvl_cli_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
 const char *mvl_cli_default_model(void) { return MVL_DEFAULT_MODEL_DIR; }
@@ -110,4 +144,88 @@ int mvl_cli_parse(const char *cmd, const char *usage, const char *about, const m
         if (rc >= 0) return rc;
     }
     return -1;
+}
+
+/* ---- the flags shared by the commands that run the model ------------------ */
+
+int mvl_cli_common_options(mvl_cli_common *c, const char *prompt_help, mvl_cli_option *opts) {
+    *c = (mvl_cli_common){.device = "cpu", .max_tokens = 256, .top_p = 1.0};
+    const mvl_cli_option o[] = {
+        {"-m", "--model", MVL_OPT_STR, &c->dir, "DIR  model directory (default: the bundled model)"},
+        {NULL, "--image", MVL_OPT_LIST, &c->images, "IMG  an image (JPEG/PNG); repeatable"},
+        {"-p", "--prompt", MVL_OPT_STR, &c->prompt, prompt_help},
+        {NULL, "--system", MVL_OPT_STR, &c->system, "TEXT  a system turn before the first user turn"},
+        {"-n", "--max-tokens", MVL_OPT_INT, &c->max_tokens, "N  stop after N generated tokens (default 256)"},
+        {NULL, "--temp", MVL_OPT_FLOAT, &c->temp, "T  sampling temperature; 0 (default) is greedy"},
+        {NULL, "--top-k", MVL_OPT_INT, &c->top_k, "K  keep the K most likely tokens (0 = off)"},
+        {NULL, "--top-p", MVL_OPT_FLOAT, &c->top_p, "P  nucleus sampling (1 = off)"},
+        {NULL, "--min-p", MVL_OPT_FLOAT, &c->min_p, "P  drop tokens below P x the top probability (0 = off)"},
+        {NULL, "--seed", MVL_OPT_INT, &c->seed, "S  sampling seed (default 0)"},
+        {"-t", "--threads", MVL_OPT_INT, &c->threads, "N  CPU threads (default: OpenBLAS's choice)"},
+        {NULL, "--device", MVL_OPT_STR, &c->device, "DEV  cpu (default); cuda arrives with the CUDA decoder"},
+        {NULL, "--max-image-tokens", MVL_OPT_INT, &c->max_image_tokens,
+         "N  smaller canvas: at most N visual tokens per image (1x1 tile if none fits)"},
+        {NULL, "--max-tiles", MVL_OPT_INT, &c->max_tiles, "N  smaller canvas: at most N tiles per image (+ thumbnail)"},
+        {NULL, "--json", MVL_OPT_FLAG, &c->json, "JSON output (see README)"},
+        {NULL, "--stream", MVL_OPT_FLAG, &c->stream, "print tokens as they come (the default on a terminal)"},
+        {NULL, "--no-exif", MVL_OPT_FLAG, &c->no_exif, "ignore EXIF orientation (alpha still composited on white)"},
+        {NULL, "--strict-reference", MVL_OPT_FLAG, &c->strict,
+         "decode images exactly as the reference (no EXIF, no alpha compositing)"},
+        {"-v", "--verbose", MVL_OPT_FLAG, &c->verbose, "timings and token counts on stderr"},
+        {NULL, "--log-file", MVL_OPT_STR, &c->log_file, "FILE  also append the log lines (stderr) to FILE"},
+    };
+    int n = (int)(sizeof o / sizeof o[0]);
+    _Static_assert(sizeof o / sizeof o[0] <= MVL_CLI_COMMON_MAX, "raise MVL_CLI_COMMON_MAX");
+    memcpy(opts, o, sizeof o);
+    return n;
+}
+
+int mvl_cli_common_check(const char *cmd, const char *usage, mvl_cli_common *c) {
+    if (c->max_tokens < 1 || c->max_tokens > 1 << 20) return mvl_cli_usage_error(cmd, usage, "-n must be 1..1048576");
+    if (c->top_k < 0 || c->threads < 0 || c->threads > 1024 || c->temp < 0 || c->top_p <= 0 || c->top_p > 1 ||
+        c->min_p < 0 || c->min_p > 1)
+        return mvl_cli_usage_error(cmd, usage, "a sampling or thread value is out of range");
+    if (c->max_tiles < 0 || c->max_image_tokens < 0)
+        return mvl_cli_usage_error(cmd, usage, "--max-tiles and --max-image-tokens must be positive");
+    if (strcmp(c->device, "cpu"))
+        return mvl_cli_usage_error(cmd, usage, "--device %s: only cpu is available in this build of the decoder",
+                                   c->device);
+    if (!c->dir) c->dir = mvl_cli_default_model();
+    if (c->log_file && !mvl_cli_log_open(c->log_file)) return MVL_EXIT_ERROR;
+    return -1;
+}
+
+mvl_generate_opts mvl_cli_common_generate_opts(const mvl_cli_common *c, const mvl_tokenizer *tok) {
+    size_t n_stop;
+    const int32_t *stop = mvl_tokenizer_stop_ids(tok, &n_stop);
+    return (mvl_generate_opts){{(float)c->temp, (int)c->top_k, (float)c->top_p, (float)c->min_p, (uint64_t)c->seed},
+                               (size_t)c->max_tokens, stop, n_stop, NULL, NULL};
+}
+
+mvl_cli_image_prep mvl_cli_common_image_prep(const mvl_cli_common *c) {
+    return (mvl_cli_image_prep){{0, c->strict, c->no_exif}, c->max_tiles, c->max_image_tokens};
+}
+
+int mvl_cli_answer_on_token(void *ctx, int32_t id) {
+    mvl_cli_answer *a = ctx;
+    const char *t;
+    size_t n;
+    if ((a->st = mvl_detok_push(a->detok, id, &t, &n, a->err)) != MVL_OK) return 1;
+    mvl_strbuf_add(&a->text, t, n);
+    if (a->stream && n) {
+        fwrite(t, 1, n, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+mvl_status mvl_cli_answer_finish(mvl_cli_answer *a) {
+    const char *t;
+    size_t n;
+    mvl_detok_flush(a->detok, &t, &n);
+    mvl_strbuf_add(&a->text, t, n);
+    if (a->stream && n) fwrite(t, 1, n, stdout);
+    mvl_strbuf_add(&a->text, "", 0);
+    if (a->text.oom) return mvl_fail(a->err, MVL_ERR_NOMEM, "out of memory");
+    return a->st;
 }

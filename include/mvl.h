@@ -115,6 +115,8 @@ typedef struct mvl_image_opts {
     int strict_reference; /* 1: reproduce the reference exactly: no EXIF orientation, keep the
                              Pillow mode (alpha dropped later, not composited). 0: apply EXIF
                              orientation and composite alpha onto white, giving RGB. */
+    int no_exif;          /* 1 (default mode only): ignore EXIF orientation, still composite alpha
+                             onto white and give RGB */
 } mvl_image_opts;
 
 /* Decodes a JPEG or PNG (chosen by magic bytes). opts may be NULL (defaults).
@@ -153,6 +155,13 @@ void mvl_select_canvas(const mvl_preproc_config *cfg, int64_t width, int64_t hei
                        int *canvas_h);
 /* Visual tokens the LLM sees for a W x H image (§4.2). */
 int64_t mvl_image_token_count(const mvl_preproc_config *cfg, int64_t width, int64_t height);
+/* Caps the canvas of a W x H image, trading detail for speed: keeps only the
+ * pinpoints with at most max_tiles tiles (thumbnail not counted) and giving
+ * at most max_tokens visual tokens for this image (0 = no limit), so that
+ * mvl_select_canvas then picks the best of those; when none fits, the single
+ * 1x1-tile canvas is left. Works in place, on a copy of the model's config. */
+void mvl_preproc_config_cap(mvl_preproc_config *cfg, int64_t width, int64_t height, int64_t max_tiles,
+                            int64_t max_tokens);
 
 typedef struct mvl_preproc_result {
     int width, height;      /* the image as decoded */

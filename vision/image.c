@@ -4,7 +4,8 @@
  * - strict: reproduce what Pillow's Image.open gives the reference processor
  *   (vision.md §3.6, §7 item 7): keep Pillow's mode, ignore EXIF, ignore tRNS,
  *   keep alpha (dropped later without compositing).
- * - default: apply EXIF orientation, composite transparency onto white, RGB.
+ * - default: apply EXIF orientation (unless no_exif), composite transparency
+ *   onto white, RGB.
  *
  * Both decoders report errors through their library's hooks back to us with
  * longjmp, and nothing is handed out unless the whole image decoded. */
@@ -253,7 +254,7 @@ static mvl_status decode_jpeg(const uint8_t *buf, size_t len, const char *name,
     jpeg_create_decompress(&cinfo);
     cinfo.progress = &progress;
     jpeg_mem_src(&cinfo, buf, (unsigned long)len);
-    if (!o->strict_reference) jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
+    if (!o->strict_reference && !o->no_exif) jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
     jpeg_read_header(&cinfo, TRUE);
     /* Saved markers live until jpeg_finish_decompress frees them: read now. */
     int orientation = 1;
@@ -460,9 +461,7 @@ static mvl_status decode_png(const uint8_t *buf, size_t len, const char *name,
         for (size_t i = 0, n = (size_t)w * h; i < n; i++) memcpy(d + i * 3, lut[idx[i]], 3);
     }
     int orientation = 1;
-    if (!o->strict_reference) {
-        orientation = png_exif_orientation(buf, len);
-    }
+    if (!o->strict_reference && !o->no_exif) orientation = png_exif_orientation(buf, len);
     png_destroy_read_struct(&png, &info, NULL);
     free(rows);
     free(idx);

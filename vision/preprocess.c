@@ -154,9 +154,8 @@ void mvl_select_canvas(const mvl_preproc_config *cfg, int64_t W, int64_t H, int 
     }
 }
 
-int64_t mvl_image_token_count(const mvl_preproc_config *cfg, int64_t W, int64_t H) {
-    int cw, ch;
-    mvl_select_canvas(cfg, W, H, &cw, &ch);
+/* Visual tokens of a W x H image on a cw x ch canvas (§4.2). */
+static int64_t canvas_tokens(const mvl_preproc_config *cfg, int64_t W, int64_t H, int cw, int ch) {
     int64_t fw = cw / cfg->patch_size, fh = ch / cfg->patch_size;
     int64_t per_tile = (int64_t)(cfg->size / cfg->patch_size) * (cfg->size / cfg->patch_size);
     int64_t rows, cols;
@@ -169,6 +168,30 @@ int64_t mvl_image_token_count(const mvl_preproc_config *cfg, int64_t W, int64_t 
         cols = fw - 2 * ((fw - W * fh / H) / 2);
     }
     return per_tile + rows * (cols + 1);
+}
+
+int64_t mvl_image_token_count(const mvl_preproc_config *cfg, int64_t W, int64_t H) {
+    int cw, ch;
+    mvl_select_canvas(cfg, W, H, &cw, &ch);
+    return canvas_tokens(cfg, W, H, cw, ch);
+}
+
+void mvl_preproc_config_cap(mvl_preproc_config *cfg, int64_t W, int64_t H, int64_t max_tiles, int64_t max_tokens) {
+    int kept = 0, S = cfg->size;
+    for (int i = 0; i < cfg->n_pinpoints; i++) {
+        int w = cfg->pinpoints[i][0], h = cfg->pinpoints[i][1];
+        if (max_tiles > 0 && (int64_t)(w / S) * (h / S) > max_tiles) continue;
+        if (max_tokens > 0 && canvas_tokens(cfg, W, H, w, h) > max_tokens) continue;
+        cfg->pinpoints[kept][0] = w;
+        cfg->pinpoints[kept][1] = h;
+        kept++;
+    }
+    if (kept == 0) {
+        cfg->pinpoints[0][0] = S;
+        cfg->pinpoints[0][1] = S;
+        kept = 1;
+    }
+    cfg->n_pinpoints = kept;
 }
 
 void mvl_preproc_result_free(mvl_preproc_result *r) {
