@@ -273,6 +273,54 @@ class Reference:
         checks.append(f"RoPE: inv_freq rebuilt over rotary_dim={rd} and apply_rotary_pos_emb replaced by a partial "
                       f"NeoX rotation of dims [0, {rd}) (5.x rotates all {self.hd}); the replacement is asserted to run")
 
+        # patch 4 (bf16 compute only): the lightning block loop with the dtypes of the remote code
+        # (decoder.md §4.4), not transformers' (which keeps the state and the decays in the model dtype,
+        # decoder.md §8.2): fp32 state and decays; q k^T a bf16 GEMM rounded to bf16, then fp32 with the
+        # diagonal decay and v; the block output rounded to bf16; (k * k_decay) rounded to bf16 and its
+        # product with v a bf16 GEMM, added to the fp32 decayed state.
+        if compute_dtype == torch.bfloat16:
+            def remote_lightning(at, hidden_states, *args, **kwargs):
+                B, T, _ = hidden_states.shape
+                H, D, BS = at.num_attention_heads, at.head_dim, at.block_size
+                qkv = at.act_fn(at.qkv_proj(hidden_states)).reshape(B, T, H, 3 * D)
+                q, k, v = (x.transpose(1, 2) for x in torch.split(qkv, D, dim=3))
+                s = at.remote_slope  # fp32 [H, 1, 1]
+                kv = torch.zeros(B, H, D, D, dtype=torch.float32)
+                out = []
+                for b0 in range(0, T, BS):
+                    m = min(BS, T - b0)
+                    qb, kb, vb = q[:, :, b0:b0 + m], k[:, :, b0:b0 + m], v[:, :, b0:b0 + m]
+                    c = torch.arange(m, dtype=torch.float32)
+                    qd = torch.exp(-s * (c + 1)[:, None])          # [H, m, 1]
+                    kd = torch.exp(-s * (m - 1 - c)[:, None])      # [H, m, 1]
+                    rel = c[:, None] - c[None, :]
+                    diag = torch.where(rel >= 0, torch.exp(-s * rel.clamp(min=0)), torch.zeros(()))  # [H, m, m]
+                    qk = torch.matmul(qb, kb.transpose(-1, -2))      # bf16 GEMM, bf16 result
+                    o = torch.matmul(qk.float() * diag, vb.float()) + torch.matmul(qb.float() * qd, kv)
+                    out.append(o.to(hidden_states.dtype))
+                    upd = torch.matmul((kb.float() * kd).to(hidden_states.dtype).transpose(-1, -2), vb)
+                    kv = kv * torch.exp(-s * m) + upd.float()
+                o = torch.cat(out, dim=-2).transpose(1, 2).reshape(B, T, H * D)
+                o = at.norm(o)
+                o = torch.sigmoid(at.output_gate(hidden_states)) * o
+                return at.out_proj(o), kv
+            worst = 0.0
+            for l, layer in enumerate(self.lm.model.layers):
+                at = layer.self_attn
+                if isinstance(at, mm.MiniMaxLightningAttention):
+                    at.remote_slope = at.slope_rate.clone().float()
+                    # still in fp32 here: the replacement must equal transformers' own loop (300 tokens: 2 blocks)
+                    x = torch.randn(1, 300, tc["hidden_size"], generator=torch.Generator().manual_seed(l))
+                    with torch.no_grad():
+                        want = at.forward(x, None, None)[0]
+                        got = remote_lightning(at, x)[0]
+                    worst = max(worst, float((got - want).abs().max() / want.abs().max()))
+                    at.forward = (lambda a: (lambda *x, **kw: remote_lightning(a, *x, **kw)))(at)
+            assert worst < 1e-5, worst
+            print(f"remote-dtype lightning loop equals transformers' in fp32: rel err {worst:.1e}", flush=True)
+            checks.append("bf16 compute: lightning block loop replaced by the remote code's dtypes (fp32 state and "
+                          "decays, bf16 q k^T and state-update GEMMs, bf16 block output), decoder.md §4.4")
+
         # check 4: post-norm placement, read from the layer source
         import inspect
         src = inspect.getsource(mm.MiniMaxDecoderLayer.forward).replace(" ", "")
