@@ -13,6 +13,8 @@ typedef struct {
 static const command commands[] = {
     {"caption", mvl_cmd_caption, "describe images"},
     {"ask", mvl_cmd_ask, "answer a question about images"},
+    {"chat", mvl_cmd_chat, "talk about images, turn by turn (stdin), the state kept between turns"},
+    {"batch", mvl_cmd_batch, "run many requests (folder, path list or JSONL) into a JSONL file, loading once"},
     {"info", mvl_cmd_info, "show parameter counts, dtypes, layer pattern and memory of a model"},
     {"preprocess", mvl_cmd_preprocess, "decode an image and write the ViT input tiles as .npy"},
     {"logits", mvl_cmd_logits, "write the float32 logits of a prompt (with images) as .npy"},
