@@ -7,18 +7,22 @@
 #include "common/mvl_common.h"
 
 static const char usage[] =
-    "minimax-vl preprocess IMAGE [-o OUT.npy] [-m DIR] [--strict-reference] [--bf16] [--max-pixels N]";
+    "minimax-vl preprocess IMAGE [-o OUT.npy] [-m DIR] [--strict-reference | --no-exif] [--bf16] [--max-pixels N]\n"
+    "       [--max-tiles N] [--max-image-tokens N]";
 
 int mvl_cmd_preprocess(int argc, char **argv) {
     const char *out_path = NULL, *dir = NULL;
-    int strict = 0, bf16 = 0;
-    long long max_pixels = 0;
+    int strict = 0, bf16 = 0, no_exif = 0;
+    long long max_pixels = 0, max_tiles = 0, max_tokens = 0;
     const mvl_cli_option opts[] = {
         {"-o", "--output", MVL_OPT_STR, &out_path, "OUT.npy  write float32 [1+rows*cols, 3, S, S], thumbnail first"},
         {"-m", "--model", MVL_OPT_STR, &dir, "DIR  take preprocessor_config.json from DIR (default: released values)"},
         {NULL, "--strict-reference", MVL_OPT_FLAG, &strict,
          "match the reference exactly: no EXIF orientation, alpha dropped as Pillow does\n"
          "                         (default: EXIF orientation applied, transparency over white)"},
+        {NULL, "--no-exif", MVL_OPT_FLAG, &no_exif, "ignore EXIF orientation (alpha still composited on white)"},
+        {NULL, "--max-tiles", MVL_OPT_INT, &max_tiles, "N  smaller canvas: at most N tiles (+ thumbnail)"},
+        {NULL, "--max-image-tokens", MVL_OPT_INT, &max_tokens, "N  smaller canvas: at most N visual tokens"},
         {NULL, "--bf16", MVL_OPT_FLAG, &bf16, "round the output to bfloat16 values, as the ViT sees them"},
         {NULL, "--max-pixels", MVL_OPT_INT, &max_pixels, "N  refuse larger images (default 100000000)"},
     };
@@ -29,9 +33,10 @@ int mvl_cmd_preprocess(int argc, char **argv) {
                            opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, &pos);
     if (rc >= 0) return rc;
     if (pos.n != 1) return mvl_cli_usage_error("preprocess", usage, "expected exactly one IMAGE, got %d", pos.n);
-    if (max_pixels < 0) return mvl_cli_usage_error("preprocess", usage, "--max-pixels must be positive");
+    if (max_pixels < 0 || max_tiles < 0 || max_tokens < 0)
+        return mvl_cli_usage_error("preprocess", usage, "--max-pixels, --max-tiles and --max-image-tokens must be positive");
     const char *image = pos.items[0];
-    mvl_image_opts iopts = {.max_pixels = (uint64_t)max_pixels, .strict_reference = strict};
+    mvl_image_opts iopts = {.max_pixels = (uint64_t)max_pixels, .strict_reference = strict, .no_exif = no_exif};
     mvl_error err = {0};
     mvl_preproc_config cfg;
     if (dir) {
@@ -45,6 +50,7 @@ int mvl_cmd_preprocess(int argc, char **argv) {
     }
     mvl_image *img;
     if (mvl_image_load(image, &iopts, &img, &err) != MVL_OK) return mvl_cli_fail(&err);
+    mvl_preproc_config_cap(&cfg, img->width, img->height, max_tiles, max_tokens);
     mvl_preproc_result res;
     mvl_status st = mvl_preprocess(img, &cfg, &res, &err);
     mvl_image_free(img);

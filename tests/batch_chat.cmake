@@ -4,3 +4,5 @@ add_test(NAME batch_cli COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/batch_cli.py
 add_test(NAME chat_cli COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/chat_cli.py $<TARGET_FILE:minimax-vl>
                                ${CMAKE_SOURCE_DIR})
 set_tests_properties(batch_cli chat_cli PROPERTIES LABELS "e2e" TIMEOUT 300)
+add_test(NAME canvas_cap COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/canvas_cap.py $<TARGET_FILE:minimax-vl> ${CMAKE_SOURCE_DIR})
+set_tests_properties(canvas_cap PROPERTIES LABELS "e2e" TIMEOUT 120)
