@@ -9,7 +9,7 @@
 #include "common/mvl_common.h"
 
 static const char usage[] =
-    "minimax-vl logits [-m DIR] [--image IMG]... (-p PROMPT [--raw] | --ids 1,2,3) -o OUT.npy [-t N]";
+    "minimax-vl logits [-m DIR] [--image IMG]... (-p PROMPT [--system TEXT] [--raw] | --ids 1,2,3) -o OUT.npy [options]";
 
 /* "1,2,3" -> ids; false on anything else. */
 static bool parse_ids(const char *s, int32_t **out, size_t *n) {
@@ -64,18 +64,27 @@ static mvl_status expand_ids(const mvl_model *m, const mvl_image_input *in, int 
 }
 
 int mvl_cmd_logits(int argc, char **argv) {
-    const char *dir = NULL, *prompt = NULL, *ids_arg = NULL, *out_path = NULL;
-    int raw = 0;
-    long long threads = 0;
+    const char *dir = NULL, *prompt = NULL, *system = NULL, *ids_arg = NULL, *out_path = NULL, *device = "cpu",
+               *log_path = NULL;
+    int raw = 0, verbose = 0, strict = 0, no_exif = 0;
+    long long threads = 0, max_tiles = 0, max_tokens = 0;
     mvl_cli_list images = {0};
     const mvl_cli_option opts[] = {
         {"-m", "--model", MVL_OPT_STR, &dir, "DIR  model directory (default: the bundled model)"},
         {NULL, "--image", MVL_OPT_LIST, &images, "IMG  an image (JPEG/PNG); repeat for several, in prompt order"},
         {"-p", "--prompt", MVL_OPT_STR, &prompt, "TEXT  user message, rendered with the chat template"},
+        {NULL, "--system", MVL_OPT_STR, &system, "TEXT  a system turn before the user turn"},
         {NULL, "--raw", MVL_OPT_FLAG, &raw, "take PROMPT as the whole model input, no template"},
         {NULL, "--ids", MVL_OPT_STR, &ids_arg, "LIST  token ids instead of a prompt; each image id stands for one image"},
         {"-o", "--output", MVL_OPT_STR, &out_path, "OUT.npy  where the float32 [tokens, vocab] logits go"},
         {"-t", "--threads", MVL_OPT_INT, &threads, "N  GEMM threads (default: OpenBLAS's choice)"},
+        {NULL, "--device", MVL_OPT_STR, &device, "DEV  cpu (default); cuda arrives with the CUDA decoder"},
+        {NULL, "--max-image-tokens", MVL_OPT_INT, &max_tokens, "N  smaller canvas: at most N visual tokens per image"},
+        {NULL, "--max-tiles", MVL_OPT_INT, &max_tiles, "N  smaller canvas: at most N tiles per image (+ thumbnail)"},
+        {NULL, "--no-exif", MVL_OPT_FLAG, &no_exif, "ignore EXIF orientation (alpha still composited on white)"},
+        {NULL, "--strict-reference", MVL_OPT_FLAG, &strict, "decode images exactly as the reference (no EXIF, no alpha compositing)"},
+        {"-v", "--verbose", MVL_OPT_FLAG, &verbose, "print the shape written (stderr)"},
+        {NULL, "--log-file", MVL_OPT_STR, &log_path, "FILE  also append the log lines (stderr) to FILE"},
     };
     int rc = mvl_cli_parse("logits", usage,
                            "Runs the prompt (with its images) through the model on the CPU and writes the\n"
@@ -85,12 +94,21 @@ int mvl_cmd_logits(int argc, char **argv) {
     if (!out_path) return mvl_cli_usage_error("logits", usage, "-o OUT.npy is required");
     if (!prompt == !ids_arg) return mvl_cli_usage_error("logits", usage, "give exactly one of -p and --ids");
     if (raw && !prompt) return mvl_cli_usage_error("logits", usage, "--raw goes with -p");
+    if ((raw || ids_arg) && system) return mvl_cli_usage_error("logits", usage, "--system goes with a templated -p");
+    if (max_tiles < 0 || max_tokens < 0) return mvl_cli_usage_error("logits", usage, "--max-tiles and --max-image-tokens must be positive");
+    if (strcmp(device, "cpu"))
+        return mvl_cli_usage_error("logits", usage, "--device %s: only cpu is available in this build of the decoder", device);
     if (threads < 0 || threads > 1024) return mvl_cli_usage_error("logits", usage, "--threads must be 0..1024");
     int32_t *ids = NULL;
     size_t n = 0;
     if (ids_arg && !parse_ids(ids_arg, &ids, &n))
         return mvl_cli_usage_error("logits", usage, "--ids needs comma-separated non-negative integers");
     if (!dir) dir = mvl_cli_default_model();
+    if (log_path && !mvl_cli_log_open(log_path)) {
+        free(ids);
+        return MVL_EXIT_ERROR;
+    }
+    mvl_cli_image_prep prep = {{0, strict, no_exif}, max_tiles, max_tokens};
 
     mvl_error err = {0};
     mvl_model *m = NULL;
@@ -100,10 +118,10 @@ int mvl_cmd_logits(int argc, char **argv) {
     mvl_image_input in[MVL_CLI_MAX_IMAGES];
     mvl_model_opts mo = {(int)threads};
     mvl_status st = mvl_model_load(dir, &mo, &m, &err);
-    if (st == MVL_OK) st = mvl_cli_images_load(m, &images, NULL, in, pixels, &err);
+    if (st == MVL_OK) st = mvl_cli_images_load(m, &images, &prep, in, pixels, &err);
     if (st == MVL_OK && prompt) {
         st = mvl_tokenizer_load(dir, &tok, &err);
-        if (st == MVL_OK) st = mvl_cli_encode_prompt(tok, m, NULL, prompt, raw, in, images.n, &ids, &n, &err);
+        if (st == MVL_OK) st = mvl_cli_encode_prompt(tok, m, system, prompt, raw, in, images.n, &ids, &n, &err);
     } else if (st == MVL_OK) {
         st = expand_ids(m, in, images.n, &ids, &n, &err);
     }
@@ -119,12 +137,14 @@ int mvl_cmd_logits(int argc, char **argv) {
         int64_t shape[2] = {(int64_t)n, (int64_t)V};
         st = mvl_npy_write_f32(out_path, logits, 2, shape, &err);
     }
-    if (st == MVL_OK) fprintf(stderr, "logits: %zu tokens x %zu vocab -> %s\n", n, V, out_path);
+    if (st == MVL_OK) mvl_cli_log("logits: %zu tokens x %zu vocab -> %s\n", n, V, out_path);
     free(logits);
     free(ids);
     for (int k = 0; k < images.n; k++) free(pixels[k]);
     mvl_seq_free(seq);
     mvl_tokenizer_free(tok);
     mvl_model_free(m);
-    return st == MVL_OK ? MVL_EXIT_OK : mvl_cli_fail(&err);
+    rc = st == MVL_OK ? MVL_EXIT_OK : mvl_cli_fail(&err);
+    mvl_cli_log_close();
+    return rc;
 }

@@ -8,10 +8,10 @@
 
 static const char usage[] =
     "minimax-vl preprocess IMAGE [-o OUT.npy] [-m DIR] [--strict-reference | --no-exif] [--bf16] [--max-pixels N]\n"
-    "       [--max-tiles N] [--max-image-tokens N]";
+    "       [--max-tiles N] [--max-image-tokens N] [--log-file FILE]";
 
 int mvl_cmd_preprocess(int argc, char **argv) {
-    const char *out_path = NULL, *dir = NULL;
+    const char *out_path = NULL, *dir = NULL, *log_path = NULL;
     int strict = 0, bf16 = 0, no_exif = 0;
     long long max_pixels = 0, max_tiles = 0, max_tokens = 0;
     const mvl_cli_option opts[] = {
@@ -25,6 +25,7 @@ int mvl_cmd_preprocess(int argc, char **argv) {
         {NULL, "--max-image-tokens", MVL_OPT_INT, &max_tokens, "N  smaller canvas: at most N visual tokens"},
         {NULL, "--bf16", MVL_OPT_FLAG, &bf16, "round the output to bfloat16 values, as the ViT sees them"},
         {NULL, "--max-pixels", MVL_OPT_INT, &max_pixels, "N  refuse larger images (default 100000000)"},
+        {NULL, "--log-file", MVL_OPT_STR, &log_path, "FILE  also append the log lines (stderr) to FILE"},
     };
     mvl_cli_list pos = {0};
     int rc = mvl_cli_parse("preprocess", usage,
@@ -35,6 +36,7 @@ int mvl_cmd_preprocess(int argc, char **argv) {
     if (pos.n != 1) return mvl_cli_usage_error("preprocess", usage, "expected exactly one IMAGE, got %d", pos.n);
     if (max_pixels < 0 || max_tiles < 0 || max_tokens < 0)
         return mvl_cli_usage_error("preprocess", usage, "--max-pixels, --max-tiles and --max-image-tokens must be positive");
+    if (log_path && !mvl_cli_log_open(log_path)) return MVL_EXIT_ERROR; /* closed at exit */
     const char *image = pos.items[0];
     mvl_image_opts iopts = {.max_pixels = (uint64_t)max_pixels, .strict_reference = strict, .no_exif = no_exif};
     mvl_error err = {0};

@@ -5,7 +5,7 @@
 
 #include "apps/cli.h"
 
-static const char usage[] = "minimax-vl tokenize [-m DIR] [--ids|--pieces] TEXT   (TEXT '-' reads stdin)";
+static const char usage[] = "minimax-vl tokenize [-m DIR] [--ids|--pieces] [--log-file FILE] TEXT   (TEXT '-' reads stdin)";
 
 /* Writes a token's bytes readably: printable ASCII and whole UTF-8 as is,
  * the rest as \n, \t, \xNN. */
@@ -48,12 +48,13 @@ static char *read_stdin(size_t *len) {
 }
 
 int mvl_cmd_tokenize(int argc, char **argv) {
-    const char *dir = NULL;
+    const char *dir = NULL, *log_path = NULL;
     int ids_only = 0, pieces_only = 0;
     const mvl_cli_option opts[] = {
         {"-m", "--model", MVL_OPT_STR, &dir, "DIR  directory with tokenizer.json and tokenizer_config.json"},
         {NULL, "--ids", MVL_OPT_FLAG, &ids_only, "print only the ids, space-separated on one line"},
         {NULL, "--pieces", MVL_OPT_FLAG, &pieces_only, "print only the pieces, one per line"},
+        {NULL, "--log-file", MVL_OPT_STR, &log_path, "FILE  also append the log lines (stderr) to FILE"},
     };
     mvl_cli_list pos = {0};
     int rc = mvl_cli_parse("tokenize", usage,
@@ -64,13 +65,15 @@ int mvl_cmd_tokenize(int argc, char **argv) {
     if (pos.n != 1) return mvl_cli_usage_error("tokenize", usage, "expected one TEXT argument, got %d", pos.n);
     if (ids_only && pieces_only) return mvl_cli_usage_error("tokenize", usage, "--ids and --pieces exclude each other");
     if (!dir) dir = mvl_cli_default_model();
+    if (log_path && !mvl_cli_log_open(log_path)) return MVL_EXIT_ERROR;
 
     size_t len;
     char *text = NULL;
     if (!strcmp(pos.items[0], "-")) {
         text = read_stdin(&len);
         if (!text) {
-            fprintf(stderr, "minimax-vl: out of memory reading stdin\n");
+            mvl_cli_log("minimax-vl: out of memory reading stdin\n");
+            mvl_cli_log_close();
             return MVL_EXIT_ERROR;
         }
     }
@@ -81,7 +84,9 @@ int mvl_cmd_tokenize(int argc, char **argv) {
     mvl_tokenizer *tok;
     if (mvl_tokenizer_load(dir, &tok, &err) != MVL_OK) {
         free(text);
-        return mvl_cli_fail(&err);
+        rc = mvl_cli_fail(&err);
+        mvl_cli_log_close();
+        return rc;
     }
     int32_t *ids;
     size_t n;
@@ -89,7 +94,9 @@ int mvl_cmd_tokenize(int argc, char **argv) {
     free(text);
     if (st != MVL_OK) {
         mvl_tokenizer_free(tok);
-        return mvl_cli_fail(&err);
+        rc = mvl_cli_fail(&err);
+        mvl_cli_log_close();
+        return rc;
     }
     for (size_t i = 0; i < n; i++) {
         size_t bl;
@@ -103,8 +110,9 @@ int mvl_cmd_tokenize(int argc, char **argv) {
         putchar('\n');
     }
     if (ids_only) putchar('\n');
-    fprintf(stderr, "tokenize: %zu bytes -> %zu tokens\n", len, n);
+    mvl_cli_log("tokenize: %zu bytes -> %zu tokens\n", len, n);
     free(ids);
     mvl_tokenizer_free(tok);
+    mvl_cli_log_close();
     return MVL_EXIT_OK;
 }
