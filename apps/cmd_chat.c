@@ -79,7 +79,9 @@ static mvl_status chat_turn(chat *ch, const char *text, pending *p, mvl_error *e
             mvl_strbuf j = {0};
             mvl_strbuf_printf(&j, "{\"turn\":%d,\"text\":", ch->turn);
             mvl_strbuf_json(&j, ans.text.p, ans.text.len);
-            mvl_strbuf_printf(&j, ",\"new_tokens\":%lld,\"generated_tokens\":%zu,\"stop\":\"%s\"}\n", (long long)run,
+            mvl_strbuf_puts(&j, ",\"ids\":[");
+            for (size_t i = 0; i < n_out; i++) mvl_strbuf_printf(&j, i ? ",%d" : "%d", ch->out[i]);
+            mvl_strbuf_printf(&j, "],\"new_tokens\":%lld,\"generated_tokens\":%zu,\"stop\":\"%s\"}\n", (long long)run,
                               n_out, why == MVL_STOP_ID ? "stop_id" : "length");
             if (j.oom) st = mvl_fail(err, MVL_ERR_NOMEM, "out of memory");
             else fputs(j.p, stdout);
