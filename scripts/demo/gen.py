@@ -7,6 +7,12 @@ integer), so the pixels do not depend on the Pillow version or on any font
 file. Each sample has a caption (the answer to "Describe this image.") and
 question-answer pairs typed colour / count / shape / position / text.
 
+The task is deliberately closed (scripts/demo/README.md, "Task"): a shapes scene
+is 1-3 objects of ONE shape and ONE colour; signs are 1-2 words and pages a
+one-word title over 2-3 lines, all from a 12-word vocabulary, drawn large
+(font scale 6-12 for signs, 6-10 titles, 4-7 page lines). Canvases lean to
+1-2 tiles (cheap steps) with some 2x2 and extreme-aspect images.
+
     gen.py OUTDIR --seed S --n N     # OUTDIR/{k:04d}.png + OUTDIR/samples.jsonl
 
 Seeds: training draws base seed 1 (as many indices as it needs); the held-out
@@ -22,14 +28,15 @@ TRAIN_SEED, EVAL_SEED = 1, 9001
 CAPTION_PROMPT = "Describe this image."
 
 COLOURS = {"red": (215, 35, 35), "green": (30, 150, 50), "blue": (35, 70, 215), "yellow": (235, 195, 20),
-           "orange": (240, 125, 20), "purple": (135, 50, 175), "black": (25, 25, 25)}
-TEXT_COLOURS = ["black", "blue", "red", "green", "purple"]
-SHAPES = ["circle", "square", "triangle", "star", "diamond"]  # the caption lists groups in this order
-NUMBERS = ["zero", "one", "two", "three", "four"]
-CELLS = [["top left", "top", "top right"], ["left", "center", "right"], ["bottom left", "bottom", "bottom right"]]
-WORDS = ("sun moon tree bird fish cat dog lake rock wind rain snow fire gold iron milk rose king ship road hill "
-         "door book lamp cake bell wolf bear frog leaf seed corn salt ink map box cup pen key owl fox bee sky sea "
-         "ice home wave park").split()
+           "purple": (135, 50, 175), "black": (25, 25, 25)}
+SHAPE_COLOURS = ["red", "green", "blue", "yellow", "purple"]
+TEXT_COLOURS = ["black", "blue", "red"]
+SHAPES = ["circle", "square", "triangle", "star"]
+NUMBERS = ["zero", "one", "two", "three"]
+COLUMNS = ["left", "center", "right"]
+# one token each after a space in the committed tokenizer (make_tokenizer.py, trained on an earlier,
+# wider word list); most are one token bare too
+WORDS = "moon wind fire king hill pen key owl ice wave tree bird".split()
 
 _FONT_ROWS = {
     "a": ".....|.....|.###.|....#|.####|#...#|.####", "b": "#....|#....|####.|#...#|#...#|#...#|####.",
@@ -85,16 +92,19 @@ def shape_mask(kind, cx, cy, r, H, W):
     return inside
 
 
-def image_size(rng, lo=200, hi=700):
+def image_size(rng):
+    """(W, H): half fit one 336 px tile, a quarter two side by side, the rest 2x2-ish or extreme aspects."""
     r = rng.random()
-    if r < 0.55:
-        W, H = rng.integers(lo, 421, 2)
-    elif r < 0.85:
-        W, H = rng.integers(300, 601, 2)
+    if r < 0.5:
+        W, H = rng.integers(200, 337, 2)
+    elif r < 0.75:
+        W, H = rng.integers(340, 673), rng.integers(200, 337)
+    elif r < 0.9:
+        W, H = rng.integers(340, 601, 2)
     else:
-        W, H = rng.integers(500, hi + 1), rng.integers(lo, 321)
-        if rng.random() < 0.5:
-            W, H = H, W
+        W, H = rng.integers(700, 1001), rng.integers(160, 301)
+    if rng.random() < 0.5:
+        W, H = H, W
     return int(W), int(H)
 
 
@@ -110,48 +120,33 @@ def plural(n, noun):
 def scene_shapes(rng):
     W, H = image_size(rng)
     img = background(rng, H, W)
-    ngroups = int(rng.choice([1, 1, 2, 2, 3]))
-    kinds = sorted(rng.choice(len(SHAPES), ngroups, replace=False).tolist())
-    cols = rng.choice(list(COLOURS), ngroups, replace=False).tolist()
-    counts = [1] * ngroups if ngroups == 1 and rng.random() < 0.4 else rng.integers(1, 4, ngroups).tolist()
-    total, m = sum(counts), min(W, H)
-    placed, qa = [], []
-    single = total == 1
+    kind = SHAPES[int(rng.integers(len(SHAPES)))]
+    col = SHAPE_COLOURS[int(rng.integers(len(SHAPE_COLOURS)))]
+    n = int(rng.integers(1, 4))
+    m = min(W, H)
+    placed = []
     for attempt in range(400):
-        r = m * rng.uniform(0.07, 0.13 if total > 3 else 0.17) * (0.97 ** (attempt // 40))
-        r = max(r, 12.0)
-        if single:
-            ci, cj = rng.integers(0, 3, 2)
-            cx = (cj + 0.5) * W / 3 + rng.uniform(-0.08, 0.08) * W
-            cy = (ci + 0.5) * H / 3 + rng.uniform(-0.08, 0.08) * H
-            cx, cy = min(max(cx, r + 2), W - r - 2), min(max(cy, r + 2), H - r - 2)
+        r = max(14.0, m * rng.uniform(0.10, 0.18 if n == 1 else 0.14) * (0.97 ** (attempt // 40)))
+        if n == 1:  # a single object sits in the left, center or right third
+            j = int(rng.integers(3))
+            cx = (j + 0.5) * W / 3 + rng.uniform(-0.06, 0.06) * W
+            cx, cy = min(max(cx, r + 2), W - r - 2), rng.uniform(r + 2, H - r - 2)
             placed = [(cx, cy, r)]
             break
         cx, cy = rng.uniform(r + 3, W - r - 3), rng.uniform(r + 3, H - r - 3)
-        if all((cx - x) ** 2 + (cy - y) ** 2 > (r + q + 6) ** 2 for x, y, q in placed):
+        if all((cx - x) ** 2 + (cy - y) ** 2 > (r + q + 8) ** 2 for x, y, q in placed):
             placed.append((cx, cy, r))
-            if len(placed) == total:
+            if len(placed) == n:
                 break
-    if len(placed) < total:
+    if len(placed) < n:
         return None
-    k = 0
-    for g in range(ngroups):
-        for _ in range(counts[g]):
-            cx, cy, r = placed[k]
-            img[shape_mask(SHAPES[kinds[g]], cx, cy, r, H, W)] = COLOURS[cols[g]]
-            k += 1
-    parts = [f"{plural(counts[g], cols[g] + ' ' + SHAPES[kinds[g]])}" for g in range(ngroups)]
-    cap = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    if single:
-        cap += " in the " + CELLS[ci][cj]
-        qa.append(("position", f"Where is the {SHAPES[kinds[0]]}?", CELLS[ci][cj]))
-    for g in range(ngroups):
-        qa.append(("colour", f"What colour is the {SHAPES[kinds[g]]}?", cols[g]))
-        qa.append(("shape", f"What shape is the {cols[g]} one?", SHAPES[kinds[g]]))
-        qa.append(("count", f"How many {SHAPES[kinds[g]]}s are there?", str(counts[g])))
-    absent = [s for i, s in enumerate(SHAPES) if i not in kinds]
-    qa.append(("count", f"How many {absent[int(rng.integers(len(absent)))]}s are there?", "0"))
-    return img, cap + ".", qa
+    for cx, cy, r in placed:
+        img[shape_mask(kind, cx, cy, r, H, W)] = COLOURS[col]
+    qa = [("colour", f"What colour is the {kind}?", col), ("shape", "What shape is in the image?", kind),
+          ("count", f"How many {kind}s are there?", str(n))]
+    if n == 1:
+        qa.append(("position", f"Where is the {kind}?", COLUMNS[j]))
+    return img, plural(n, f"{col} {kind}") + ".", qa
 
 
 def words(rng, n):
@@ -161,13 +156,13 @@ def words(rng, n):
 def scene_sign(rng):
     W, H = image_size(rng)
     img = background(rng, H, W)
-    for _ in range(50):
-        text, s = words(rng, int(rng.integers(1, 4))), int(rng.integers(2, 6))
-        tw, th = text_size(text, s)
-        if tw + 16 <= W and th + 16 <= H:
-            break
-    else:
+    text = words(rng, 1 if rng.random() < 0.6 else 2)
+    tw1, th1 = text_size(text, 1)
+    smax = min(12, (W - 16) // tw1, (H - 16) // th1)
+    if smax < 6:
         return None
+    s = int(rng.integers(6, smax + 1))
+    tw, th = text_size(text, s)
     colour = TEXT_COLOURS[int(rng.integers(len(TEXT_COLOURS)))]
     draw_text(img, text, int(rng.integers(8, W - tw - 7)), int(rng.integers(8, H - th - 7)), s, COLOURS[colour])
     ws = text.split()
@@ -179,26 +174,26 @@ def scene_sign(rng):
 def scene_page(rng):
     W, H = image_size(rng)
     img = np.full((H, W, 3), 255, np.uint8) if rng.random() < 0.7 else background(rng, H, W)
-    ts, ls = int(rng.integers(3, 5)), int(rng.integers(2, 4))
-    nlines = int(rng.integers(2, 5))
-    title = words(rng, int(rng.integers(1, 3)))
-    lines = [words(rng, int(rng.integers(2, 5))) for _ in range(nlines)]
-    margin = int(rng.integers(10, 30))
-    gap = int(rng.integers(4, 10)) * ls
-    need_h = margin * 2 + 7 * ts + 3 * ls + nlines * (7 * ls + gap)
+    ts, ls = int(rng.integers(6, 11)), int(rng.integers(4, 8))
+    nlines = int(rng.integers(2, 4))
+    title = words(rng, 1)
+    lines = [words(rng, int(rng.integers(1, 3))) for _ in range(nlines)]
+    margin = int(rng.integers(8, 20))
+    gap = int(rng.integers(2, 5)) * ls
+    need_h = margin * 2 + 7 * ts + 2 * ls + nlines * (7 * ls + gap)
     need_w = margin * 2 + max([text_size(title, ts)[0]] + [text_size(t, ls)[0] for t in lines])
     if need_w > W or need_h > H:
         return None
-    ink = COLOURS["black"] if rng.random() < 0.7 else COLOURS[TEXT_COLOURS[int(rng.integers(1, 5))]]
+    ink = "black" if rng.random() < 0.7 else TEXT_COLOURS[int(rng.integers(1, len(TEXT_COLOURS)))]
     x0, y = margin + int(rng.integers(0, W - need_w + 1)), margin + int(rng.integers(0, H - need_h + 1))
-    draw_text(img, title, x0, y, ts, ink)
-    y += 7 * ts + 3 * ls + gap
+    draw_text(img, title, x0, y, ts, COLOURS[ink])
+    y += 7 * ts + 2 * ls + gap
     for t in lines:
-        draw_text(img, t, x0, y, ls, ink)
+        draw_text(img, t, x0, y, ls, COLOURS[ink])
         y += 7 * ls + gap
     k = int(rng.integers(1, nlines + 1))
     qa = [("text", "What is the title?", title), ("text", f"What is the first word of line {k}?", lines[k - 1].split()[0]),
-          ("count", "How many lines are there?", str(nlines))]
+          ("count", "How many lines are there?", str(nlines)), ("colour", "What colour is the text?", ink)]
     return img, f'a page titled "{title}" with {plural(nlines, "line")} of text.', qa
 
 
@@ -206,7 +201,7 @@ def sample(base_seed, index):
     """(uint8 HxWx3 image, caption, [(type, question, answer)]) for one index; pure in its arguments."""
     rng = np.random.default_rng([base_seed, index])
     kind = rng.random()
-    make = scene_shapes if kind < 0.45 else scene_sign if kind < 0.7 else scene_page
+    make = scene_shapes if kind < 0.4 else scene_sign if kind < 0.7 else scene_page
     while True:
         out = make(rng)
         if out is not None:

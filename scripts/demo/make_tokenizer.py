@@ -7,6 +7,10 @@ questions and answers (scripts/demo/gen.py, training seed; weighted so its
 words become single tokens) plus the generic text of scripts/tokenizer_corpus.py.
 1018 BPE tokens, then the six MiniMax special tokens, `<image>` last (1023).
 
+The committed tokenizer (testdata/demo-model/) was trained at commit 026b7d8, on the first, wider
+generator's text; the demo weights index its ids, so it is kept. Rerunning this script on today's
+narrower gen.py trains a different BPE: check out 026b7d8's scripts/demo/gen.py to reproduce it.
+
 Usage: make_tokenizer.py MODEL_DIR   (writes tokenizer.json, tokenizer_config.json)
 """
 import json

@@ -3,13 +3,16 @@
 held-out evaluation set with the trained weights reloaded from disk.
 
     train.py OUTDIR [--seconds S] [--eval-n N] [--batch-images B] [--workers W]
+             [--init DIR] [--lr LR] [--vit-lr-mult M] [--model DIR]
 
 The model is the reference of tests/reference/make_goldens.py (transformers'
 CLIPVisionModel and MiniMaxForCausalLM, patched for partial RoPE and the
 remote-code slopes, plus the spec's projector / packing / merge glue), built
 from a seeded from-scratch init (scripts/demo/demo_model.py) and trained with
 bf16 autocast, the data drawn on the fly by worker processes from
-scripts/demo/gen.py (training seed). Loss only on the answer tokens.
+scripts/demo/gen.py (training seed). Each image gives two one-turn sequences,
+its caption and one question, so no answer can be copied from an earlier turn;
+loss only on the answer tokens. --vit-lr-mult scales the ViT's learning rate.
 
 Writes OUTDIR/model/ (the HF-layout directory, F32, released tensor names),
 OUTDIR/greedy.jsonl (fp32 greedy answers of the reloaded model on the eval
@@ -32,15 +35,16 @@ mg = dm.mg
 
 
 def make_item(prompter, k):
+    """One image, two one-turn sequences: the caption, and one question (a type drawn uniformly, then
+    one of its questions). One task per sequence, so that no answer can be copied from an earlier turn."""
     img, cap, qa = gen.sample(gen.TRAIN_SEED, k)
     u8, W, H, cols, rows = dm.preprocess_u8(img)
     n = mg.token_count(W, H, cols, rows)
     rng = np.random.default_rng([77, k])
-    tasks = [(gen.CAPTION_PROMPT, cap)] + [(q, a) for _, q, a in qa]
-    seqs = []
-    for first in (0 if rng.random() < 0.6 else int(rng.integers(1, len(tasks))), int(rng.integers(1, len(tasks)))):
-        rest = [j for j in rng.permutation(len(tasks)).tolist() if j != first][:6]
-        seqs.append(prompter.turns([tasks[j] for j in [first] + rest], n))
+    types = sorted({t for t, _, _ in qa})
+    t = types[int(rng.integers(len(types)))]
+    pool = [(q, a) for tt, q, a in qa if tt == t]
+    seqs = [prompter.turns([(gen.CAPTION_PROMPT, cap)], n), prompter.turns([pool[int(rng.integers(len(pool)))]], n)]
     return {"u8": u8, "geom": (W, H, cols, rows), "seqs": seqs, "len": max(len(s[0]) for s in seqs)}
 
 
@@ -176,10 +180,14 @@ def train(args, torch, device):
     m = Model(init_dir, torch, device)
     params = m.params()
     print(f"{sum(p.numel() for p in params)} trainable parameters", flush=True)
-    decay = [p for p in params if p.dim() >= 2]
-    nodecay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": nodecay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
+    vit = {id(p) for p in m.ref.vit.parameters()}
+    groups = []  # the ViT gets --vit-lr-mult times the rate: reading needs new visual features
+    for in_vit in (True, False):
+        mult = args.vit_lr_mult if in_vit else 1.0
+        ps = [p for p in params if (id(p) in vit) == in_vit]
+        groups += [{"params": [p for p in ps if p.dim() >= 2], "weight_decay": 0.05, "lr_mult": mult},
+                   {"params": [p for p in ps if p.dim() < 2], "weight_decay": 0.0, "lr_mult": mult}]
+    opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
     loader = torch.utils.data.DataLoader(stream(args.batch_images, os.path.join(init_dir, "tokenizer.json")),
                                          batch_size=None, num_workers=args.workers, pin_memory=device.type == "cuda",
                                          prefetch_factor=4 if args.workers else None,
@@ -195,7 +203,7 @@ def train(args, torch, device):
             break
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1))))
         for gp in opt.param_groups:
-            gp["lr"] = lr
+            gp["lr"] = lr * gp["lr_mult"]
         ids = batch["ids"].to(device, non_blocking=True)
         tgt = batch["tgt"].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -287,6 +295,7 @@ def main():
     ap.add_argument("--workers", type=int, default=14)
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--vit-lr-mult", type=float, default=1.0)
     ap.add_argument("--eval-n", type=int, default=300)
     ap.add_argument("--eval-batch", type=int, default=48)
     ap.add_argument("--max-new", type=int, default=32)
