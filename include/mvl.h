@@ -298,11 +298,22 @@ mvl_status mvl_chat_encode_raw(const mvl_tokenizer *tok, const char *text, size_
  * inside). BF16/F16 weights are widened to float32 at load (2x memory). */
 typedef struct mvl_model mvl_model;
 
+/* How activations are computed. Weights are used as stored either way
+ * (BF16/F16 widened exactly; an F32 checkpoint is not rounded to bf16). */
+typedef enum mvl_compute {
+    MVL_COMPUTE_F32 = 0, /* float32 activations (default): the most exact */
+    MVL_COMPUTE_BF16,    /* round activations to bf16 where the reference does, as HF runs a bf16
+                            checkpoint: every GEMM output (fp32 accumulate), norm, activation,
+                            residual, RoPE and attention step (tests/reference/README.md) */
+} mvl_compute;
+
 typedef struct mvl_model_opts {
-    int n_threads;  /* GEMM threads; 0 = the OpenBLAS default */
+    int n_threads;       /* GEMM threads; 0 = the OpenBLAS default */
+    mvl_compute compute; /* MVL_COMPUTE_F32 (0) unless set */
 } mvl_model_opts;
 
-/* Opens DIR (see mvl_model_dir_open) and loads every weight. opts may be NULL. */
+/* Opens DIR (see mvl_model_dir_open) and loads every weight. opts may be NULL
+ * (float32 compute, default threads); an unknown compute mode is MVL_ERR_ARG. */
 mvl_status mvl_model_load(const char *dir, const mvl_model_opts *opts, mvl_model **out, mvl_error *err);
 void mvl_model_free(mvl_model *m);
 

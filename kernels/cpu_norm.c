@@ -18,14 +18,19 @@ void mvl_op_layernorm(const float *x, int64_t n, int64_t dim, const float *w, co
     }
 }
 
-void mvl_op_rmsnorm(const float *x, int64_t n, int64_t dim, const float *w, float eps, float *y) {
+void mvl_op_rmsnorm(const float *x, int64_t n, int64_t dim, const float *w, float eps, bool bf16, float *y) {
     for (int64_t i = 0; i < n; i++) {
         const float *xr = x + i * dim;
         float *yr = y + i * dim;
         double ss = 0;
         for (int64_t j = 0; j < dim; j++) ss += (double)xr[j] * xr[j];
-        double inv = 1.0 / sqrt(ss / (double)dim + eps);
         /* normalise, then multiply by the weight, in the reference's order */
-        for (int64_t j = 0; j < dim; j++) yr[j] = (float)(xr[j] * inv) * w[j];
+        if (bf16) { /* fp32 rsqrt and product, cast to bf16, bf16 product with the weight */
+            float inv = 1.0f / sqrtf((float)(ss / (double)dim) + eps);
+            for (int64_t j = 0; j < dim; j++) yr[j] = mvl_bf16_round(mvl_bf16_round(xr[j] * inv) * w[j]);
+        } else {
+            double inv = 1.0 / sqrt(ss / (double)dim + eps);
+            for (int64_t j = 0; j < dim; j++) yr[j] = (float)(xr[j] * inv) * w[j];
+        }
     }
 }

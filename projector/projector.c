@@ -34,9 +34,19 @@ void mvl_projector_free(mvl_projector *p) {
 mvl_status mvl_projector_forward(const mvl_projector *p, const float *x, int64_t n, float *out, mvl_error *err) {
     float *mid = mvl_malloc((size_t)(n * p->out_dim) * sizeof(float) + 1, err);
     if (!mid) return MVL_ERR_NOMEM;
-    mvl_op_linear(x, n, &p->l1, p->b1.data, mid);
+    /* bf16: linear_1 reads the ViT output without CLS, a non-contiguous slice, for which torch's
+     * Linear runs matmul and then adds the bias: two roundings (checked on the reference); linear_2
+     * gets a contiguous input, a fused addmm: one */
+    mvl_op_linear(x, n, &p->l1, p->bf16 ? NULL : p->b1.data, mid);
+    if (p->bf16) {
+        mvl_op_round_bf16(mid, n * p->out_dim);
+        for (int64_t i = 0; i < n; i++) mvl_op_add(mid + i * p->out_dim, p->b1.data, p->out_dim);
+    }
+    mvl_op_round_if(p->bf16, mid, n * p->out_dim);
     mvl_op_gelu(mid, n * p->out_dim); /* exact erf GELU (§2) */
+    mvl_op_round_if(p->bf16, mid, n * p->out_dim);
     mvl_op_linear(mid, n, &p->l2, p->b2.data, out);
+    mvl_op_round_if(p->bf16, out, n * p->out_dim);
     free(mid);
     return MVL_OK;
 }

@@ -10,6 +10,7 @@ typedef struct mvl_projector {
     mvl_weight l1, b1;   /* [out, in], [1, out] */
     mvl_weight l2, b2;   /* [out, out], [1, out] */
     mvl_weight newline;  /* [1, out] image_newline, text space, never projected */
+    bool bf16;           /* MVL_COMPUTE_BF16: Linear, GELU, Linear outputs rounded (set after init) */
 } mvl_projector;
 
 mvl_status mvl_projector_init(const mvl_model_dir *md, mvl_projector *p, mvl_error *err);

@@ -58,6 +58,86 @@ typedef struct image {
     mvl_image_input in;
 } image;
 
+static const char *cases[] = {"text", "image1", "image2", "long"};
+
+/* A golden case: its ids (malloc'd), its images (from imgs), the compared positions. */
+static int32_t *load_case(const char *name, const image *imgs, size_t *n, mvl_image_input *in, size_t *ni,
+                          const float **fpos, size_t *npos) {
+    char key[128];
+    size_t nimg;
+    snprintf(key, sizeof key, "case.%s.ids", name);
+    const float *fid = need(key, n);
+    snprintf(key, sizeof key, "case.%s.images", name);
+    const float *fim = need(key, &nimg);
+    snprintf(key, sizeof key, "case.%s.positions", name);
+    *fpos = need(key, npos);
+    int32_t *ids = malloc(*n * sizeof *ids);
+    for (size_t i = 0; i < *n; i++) ids[i] = (int32_t)fid[i];
+    *ni = 0;
+    for (size_t k = 0; k < nimg; k++)
+        if (fim[k] >= 0) in[(*ni)++] = imgs[(int)fim[k]].in;
+    printf(" case %s: %zu tokens, %zu image(s)\n", name, *n, *ni);
+    return ids;
+}
+
+/* The BF16 model with MVL_COMPUTE_BF16 against the reference run in bf16 as HF
+ * runs it (bf16compute.*): logits at the issue's 2e-2, gated for the text
+ * cases, reported for the image cases; greedy reported. Through the public
+ * API: prefill with the images, then decode steps. */
+static void run_bf16_compute(const char *dir, const image *imgs) {
+    mvl_error err = {0};
+    mvl_model *m;
+    mvl_model_opts mo = {0, MVL_COMPUTE_BF16};
+    if (mvl_model_load(dir, &mo, &m, &err) != MVL_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        failures++;
+        return;
+    }
+    size_t V = (size_t)mvl_model_vocab_size(m);
+    printf("bf16 compute (MVL_COMPUTE_BF16) vs the reference run in bf16\n");
+    for (int c = 0; c < 4; c++) {
+        char key[128];
+        size_t n, npos, ni, ng;
+        const float *fpos;
+        mvl_image_input in[2];
+        int32_t *ids = load_case(cases[c], imgs, &n, in, &ni, &fpos, &npos);
+        float *logits = malloc(n * V * sizeof(float)), *sel = malloc(npos * V * sizeof(float));
+        mvl_seq *s;
+        int32_t out[32];
+        size_t n_out = 0;
+        mvl_stop_reason why;
+        mvl_generate_opts o = {.sample = {.temperature = 0, .top_p = 1}, .max_tokens = 32};
+        if (mvl_seq_init(m, &s, &err) != MVL_OK || mvl_seq_append(s, ids, n, in, ni, logits, &err) != MVL_OK ||
+            mvl_seq_generate(s, &o, out, &n_out, &why, &err) != MVL_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            failures++;
+        } else {
+            for (size_t p = 0; p < npos; p++) memcpy(sel + p * V, logits + (size_t)fpos[p] * V, V * sizeof(float));
+            snprintf(key, sizeof key, "case.%s.bf16compute.logits", cases[c]);
+            double e = mvl_test_rel_err(sel, need(key, &ng), npos * V);
+            if (ni == 0) {
+                check("logits vs bf16-compute reference (HF as run)", e, 2e-2);
+            } else { /* see tests/reference/README.md "bf16 compute": the ViT amplifies GEMM-order flips */
+                printf("  %-44s rel err %.3e  (bar 2e-02) %s\n", "logits vs bf16-compute reference (HF as run)", e,
+                       e <= 2e-2 ? "ok" : "NOT REACHED (image cases not gated)");
+            }
+            snprintf(key, sizeof key, "case.%s.logits", cases[c]);
+            printf("  %-44s rel err %.3e  (not a bar)\n", "logits vs fp32-compute reference",
+                   mvl_test_rel_err(sel, need(key, &ng), npos * V));
+            snprintf(key, sizeof key, "case.%s.bf16compute.greedy", cases[c]);
+            const float *gg = need(key, &ng);
+            size_t same = 0;
+            while (same < ng && same < n_out && out[same] == (int32_t)gg[same]) same++;
+            printf("  %-44s %zu/%zu identical (not a bar)\n", "greedy vs bf16-compute reference", same, ng);
+        }
+        mvl_seq_free(s);
+        free(sel);
+        free(logits);
+        free(ids);
+    }
+    mvl_model_free(m);
+}
+
 static int run(const char *src, const char *model_name) {
     char path[2048];
     snprintf(path, sizeof path, "%s/testdata/goldens/%s.safetensors", src, model_name);
@@ -139,23 +219,12 @@ static int run(const char *src, const char *model_name) {
         free(feats);
         free(pr);
     }
-    static const char *cases[] = {"text", "image1", "image2", "long"};
     for (int c = 0; c < 4; c++) {
         char key[128];
-        size_t n, nimg, npos, ng;
-        snprintf(key, sizeof key, "case.%s.ids", cases[c]);
-        const float *fid = need(key, &n);
-        snprintf(key, sizeof key, "case.%s.images", cases[c]);
-        const float *fim = need(key, &nimg);
-        snprintf(key, sizeof key, "case.%s.positions", cases[c]);
-        const float *fpos = need(key, &npos);
-        int32_t *ids = malloc(n * sizeof *ids);
-        for (size_t i = 0; i < n; i++) ids[i] = (int32_t)fid[i];
+        size_t n, npos, ng, ni;
+        const float *fpos;
         mvl_image_input in[2];
-        size_t ni = 0;
-        for (size_t k = 0; k < nimg; k++)
-            if (fim[k] >= 0) in[ni++] = imgs[(int)fim[k]].in;
-        printf(" case %s: %zu tokens, %zu image(s)\n", cases[c], n, ni);
+        int32_t *ids = load_case(cases[c], imgs, &n, in, &ni, &fpos, &npos);
         /* decoder input: token embeddings with the images merged (§4.4), through the internal decoder */
         float *x = malloc(n * (size_t)H * sizeof(float));
         float *hidden = malloc((size_t)(dec->cfg.num_layers + 1) * n * (size_t)H * sizeof(float));
@@ -200,11 +269,9 @@ static int run(const char *src, const char *model_name) {
         check(is_bf16 ? "logits vs fp32-compute reference" : "logits", mvl_test_rel_err(sel, need(key, &ng), npos * (size_t)V), bar);
         snprintf(key, sizeof key, "case.%s.bf16compute.logits", cases[c]);
         const float *gb = get(key, &ng);
-        if (gb) { /* reported, not gated: see tests/reference/README.md "bf16 compute" */
-            double e = mvl_test_rel_err(sel, gb, npos * (size_t)V);
-            printf("  %-44s rel err %.3e  (issue bar 2e-2) %s\n", "logits vs bf16-compute reference (HF as run)", e,
-                   e <= 2e-2 ? "ok" : "ABOVE THE BAR (not gated)");
-        }
+        if (gb) /* reported: fp32 compute cannot follow the reference's bf16 rounding noise */
+            printf("  %-44s rel err %.3e  (not a bar: see the bf16-compute run)\n",
+                   "logits vs bf16-compute reference (HF as run)", mvl_test_rel_err(sel, gb, npos * (size_t)V));
         /* greedy through the public API: prefill, then decode steps on the kept state */
         mvl_seq *s;
         int32_t out[32];
@@ -217,25 +284,24 @@ static int run(const char *src, const char *model_name) {
             return 1;
         }
         mvl_seq_free(s);
-        for (int v = 0; v < 2; v++) {
-            snprintf(key, sizeof key, v ? "case.%s.bf16compute.greedy" : "case.%s.greedy", cases[c]);
-            const float *gg = get(key, &ng);
-            if (!gg) continue;
-            size_t same = 0;
-            while (same < ng && same < n_out && out[same] == (int32_t)gg[same]) same++;
-            int must = v == 0; /* identical tokens are the bar for fp32 compute only */
-            printf("  %-44s %zu/%zu identical %s\n", v ? "greedy vs bf16-compute reference" : "32 greedy tokens", same, ng,
-                   same == ng ? "ok" : must ? "FAIL" : "(not a bar)");
-            failures += must && same != ng;
-        }
+        snprintf(key, sizeof key, "case.%s.greedy", cases[c]);
+        const float *gg = need(key, &ng);
+        size_t same = 0;
+        while (same < ng && same < n_out && out[same] == (int32_t)gg[same]) same++;
+        printf("  %-44s %zu/%zu identical %s\n", "32 greedy tokens", same, ng, same == ng ? "ok" : "FAIL");
+        failures += same != ng;
         free(sel);
         free(x);
         free(hidden);
         free(logits);
         free(ids);
     }
-    for (int k = 0; k < 2; k++) free(imgs[k].pixels);
     mvl_model_free(m);
+    if (is_bf16) {
+        snprintf(path, sizeof path, "%s/testdata/%s", src, model_name);
+        run_bf16_compute(path, imgs);
+    }
+    for (int k = 0; k < 2; k++) free(imgs[k].pixels);
     mvl_st_close(set);
     printf("%s: %d failure(s)\n", model_name, failures);
     return failures ? 1 : 0;

@@ -93,7 +93,7 @@ static void test_norms(void **state) {
         for (int64_t j = 0; j < d; j++) want[i * d + j] = (x[i * d + j] - m) / sqrt(v + 1e-5) * w[j] + b[j];
     }
     assert_close(y, want, (size_t)(n * d), 1e-6);
-    mvl_op_rmsnorm(x, n, d, w, 1e-6f, y);
+    mvl_op_rmsnorm(x, n, d, w, 1e-6f, false, y);
     for (int64_t i = 0; i < n; i++) {
         double ss = 0;
         for (int64_t j = 0; j < d; j++) ss += (double)x[i * d + j] * x[i * d + j];
@@ -117,15 +117,15 @@ static void test_activations(void **state) {
     for (int i = 0; i < N; i++) want[i] = x[i] / (1 + exp(-(double)x[i]));
     assert_close(y, want, N, 1e-6);
     memcpy(y, x, sizeof y);
-    mvl_op_swiglu(y, g, N);
+    mvl_op_swiglu(y, g, N, false);
     for (int i = 0; i < N; i++) want[i] = x[i] / (1 + exp(-(double)x[i])) * g[i];
     assert_close(y, want, N, 1e-6);
     memcpy(y, x, sizeof y);
-    mvl_op_sigmoid_mul(y, g, N);
+    mvl_op_sigmoid_mul(y, g, N, false);
     for (int i = 0; i < N; i++) want[i] = x[i] / (1 + exp(-(double)g[i]));
     assert_close(y, want, N, 1e-6);
     memcpy(z, g, sizeof z);
-    mvl_op_axpby(2.5f, x, -0.5f, z, N);
+    mvl_op_axpby(2.5f, x, -0.5f, z, N, false);
     for (int i = 0; i < N; i++) want[i] = 2.5 * x[i] - 0.5 * g[i];
     assert_close(z, want, N, 1e-6);
     free(x), free(g);
@@ -136,15 +136,30 @@ static void test_route(void **state) {
     float logits[6] = {0.3f, 2.0f, -1.0f, 2.0f, 1.5f, 0.0f};
     int idx[2];
     float w[2];
-    mvl_op_route_topk(logits, 6, 2, idx, w);
+    mvl_op_route_topk(logits, 6, 2, false, idx, w);
     assert_int_equal(idx[0], 1); /* tie: lower index first */
     assert_int_equal(idx[1], 3);
     assert_true(fabsf(w[0] - 0.5f) < 1e-7f && fabsf(w[1] - 0.5f) < 1e-7f);
-    mvl_op_route_topk(logits, 3, 2, idx, w);
+    mvl_op_route_topk(logits, 3, 2, false, idx, w);
     double p1 = exp(2.0), p0 = exp(0.3);
     assert_int_equal(idx[0], 1);
     assert_int_equal(idx[1], 0);
     assert_true(fabs(w[0] - p1 / (p1 + p0)) < 1e-6 && fabs(w[1] - p0 / (p1 + p0)) < 1e-6);
+    /* torch_ties: among equal values, torch.topk's nth_element keeps by position, not
+     * always the lower index (the bf16 long golden case hits one such tie) */
+    static const struct { float l[4]; int want[2]; } ties[] = {
+        {{3, 2, 2, 2}, {0, 2}}, {{1, 3, 1, 0}, {1, 2}}, {{0, 1, 3, 1}, {2, 3}}, {{1, 2, 2, 0}, {1, 2}},
+    };
+    for (size_t i = 0; i < sizeof ties / sizeof ties[0]; i++) {
+        mvl_op_route_topk(ties[i].l, 4, 2, true, idx, w);
+        int lo = idx[0] < idx[1] ? idx[0] : idx[1], hi = idx[0] ^ idx[1] ^ lo;
+        if (lo != ties[i].want[0] || hi != ties[i].want[1])
+            fail_msg("tie case %zu: experts {%d, %d}, want {%d, %d}", i, lo, hi, ties[i].want[0], ties[i].want[1]);
+        assert_true(ties[i].l[idx[0]] >= ties[i].l[idx[1]] && fabsf(w[0] + w[1] - 1) < 1e-6f);
+    }
+    mvl_op_route_topk(logits, 3, 2, true, idx, w); /* no ties: the same as without */
+    assert_int_equal(idx[0], 1);
+    assert_int_equal(idx[1], 0);
 }
 
 static void test_rope(void **state) {
@@ -153,7 +168,7 @@ static void test_rope(void **state) {
     int64_t ld = heads * hd + 3; /* padded rows */
     float *x = rnd((size_t)(n * ld), 1), *y = malloc((size_t)(n * ld) * sizeof(float));
     memcpy(y, x, (size_t)(n * ld) * sizeof(float));
-    mvl_op_rope_neox(y, n, ld, heads, hd, rot, 1000, 1e7);
+    mvl_op_rope_neox(y, n, ld, heads, hd, rot, 1000, 1e7, false);
     double want[3 * 19];
     for (int r = 0; r < n; r++)
         for (int j = 0; j < ld; j++) want[r * ld + j] = x[r * ld + j];
@@ -202,7 +217,7 @@ static void test_attention(void **state) {
     float *out = malloc((size_t)(n * ldq) * sizeof(float));
     double *want = malloc((size_t)(n * ldq) * sizeof(double));
     for (int causal = 0; causal < 2; causal++) {
-        assert_int_equal(mvl_op_attention(q, ldq, n, k, v, ldkv, t, heads, kvh, d, 0.35f, causal, out, NULL), MVL_OK);
+        assert_int_equal(mvl_op_attention(q, ldq, n, k, v, ldkv, t, heads, kvh, d, 0.35f, causal, false, out, NULL), MVL_OK);
         naive_attention(q, ldq, n, k, v, ldkv, t, heads, kvh, d, 0.35f, causal, want);
         assert_close(out, want, (size_t)(n * ldq), 1e-5);
     }
@@ -238,7 +253,7 @@ static void test_lightning_blocks_equal_recurrence(void **state) {
     int blocks[] = {1, 4, 7, 23, 256};
     for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
         float st[3 * 25] = {0};
-        assert_int_equal(mvl_op_lightning(qkv, n, heads, d, slopes, blocks[b], st, out, NULL), MVL_OK);
+        assert_int_equal(mvl_op_lightning(qkv, n, heads, d, slopes, blocks[b], false, st, out, NULL), MVL_OK);
         assert_close(out, want, (size_t)(n * heads * d), 1e-5);
         double Sd[75];
         for (int i = 0; i < 75; i++) Sd[i] = S[i];
@@ -247,11 +262,157 @@ static void test_lightning_blocks_equal_recurrence(void **state) {
     /* chunked: 10 tokens, then 1, then 12, carrying the state */
     float st[3 * 25] = {0};
     int64_t ld = heads * 3 * d;
-    assert_int_equal(mvl_op_lightning(qkv, 10, heads, d, slopes, 4, st, out, NULL), MVL_OK);
-    assert_int_equal(mvl_op_lightning(qkv + 10 * ld, 1, heads, d, slopes, 4, st, out + 10 * heads * d, NULL), MVL_OK);
-    assert_int_equal(mvl_op_lightning(qkv + 11 * ld, 12, heads, d, slopes, 4, st, out + 11 * heads * d, NULL), MVL_OK);
+    assert_int_equal(mvl_op_lightning(qkv, 10, heads, d, slopes, 4, false, st, out, NULL), MVL_OK);
+    assert_int_equal(mvl_op_lightning(qkv + 10 * ld, 1, heads, d, slopes, 4, false, st, out + 10 * heads * d, NULL), MVL_OK);
+    assert_int_equal(mvl_op_lightning(qkv + 11 * ld, 12, heads, d, slopes, 4, false, st, out + 11 * heads * d, NULL), MVL_OK);
     assert_close(out, want, (size_t)(n * heads * d), 1e-5);
     free(qkv);
+}
+
+static float from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint32_t bits_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* Round to nearest even on the bf16 grid (the top 16 bits of a float). */
+static void test_round_bf16(void **state) {
+    (void)state;
+    static const struct { uint32_t in, want; } cases[] = {
+        {0x3f800000, 0x3f800000}, /* 1.0 exact */
+        {0x3f808000, 0x3f800000}, /* 1 + 2^-8: tie, to the even 1.0 */
+        {0x3f818000, 0x3f820000}, /* 1 + 3*2^-8: tie, to the even 1 + 2^-6 */
+        {0x3f808001, 0x3f810000}, /* just above the tie: up */
+        {0x3f807fff, 0x3f800000}, /* just below the tie: down */
+        {0xbf808000, 0xbf800000}, /* negative tie: to even, sign kept */
+        {0xbf818000, 0xbf820000},
+        {0x80000000, 0x80000000}, /* -0 */
+        {0x7f800000, 0x7f800000}, /* +inf */
+        {0xff800000, 0xff800000}, /* -inf */
+        {0x7f7fffff, 0x7f800000}, /* FLT_MAX rounds past the largest bf16: +inf */
+        {0x7f7f7fff, 0x7f7f0000}, /* below that tie: the largest bf16 */
+        {0x7f7f8000, 0x7f800000}, /* the tie above the largest bf16 (odd): +inf */
+        {0x00008000, 0x00000000}, /* subnormal tie to the even 0 */
+        {0x00018000, 0x00020000}, /* subnormal tie to the even 2 */
+        {0x00010001, 0x00010000}, /* subnormal down */
+        {0x007fffff, 0x00800000}, /* largest subnormal up to the smallest normal */
+        {0x80018000, 0x80020000}, /* negative subnormal tie */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t got = bits_of(mvl_bf16_round(from_bits(cases[i].in)));
+        if (got != cases[i].want) fail_msg("case %zu: 0x%08x -> 0x%08x, want 0x%08x", i, cases[i].in, got, cases[i].want);
+    }
+    /* NaN stays NaN, quiet, sign kept, even when its payload is only in the low bits */
+    uint32_t nans[] = {0x7fc00000, 0x7f800001, 0xff800001, 0x7fbfffff, 0xffffffff};
+    for (size_t i = 0; i < sizeof nans / sizeof nans[0]; i++) {
+        float r = mvl_bf16_round(from_bits(nans[i]));
+        assert_true(isnan(r));
+        assert_int_equal(bits_of(r) & 0xffff, 0);
+        assert_int_equal(bits_of(r) >> 31, nans[i] >> 31);
+    }
+    /* the array op, and mvl_op_round_if: a no-op in float32 compute */
+    float x[4] = {1.00390625f, 3.14159265f, -2.71828183f, 1e-3f}, y[4];
+    memcpy(y, x, sizeof x);
+    mvl_op_round_if(false, y, 4);
+    assert_memory_equal(x, y, sizeof x);
+    mvl_op_round_if(true, y, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(bits_of(y[i]) & 0xffff, 0);
+        assert_true(fabsf(y[i] - x[i]) <= fabsf(x[i]) * (1.0f / 256)); /* within half a bf16 ulp */
+        assert_true(y[i] == mvl_bf16_round(x[i]));
+    }
+    assert_true(y[0] == 1.0f); /* 1 + 2^-8 is a tie: to even */
+}
+
+static bool on_bf16_grid(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (bits_of(x[i]) & 0xffff) return false;
+    return true;
+}
+
+/* The bf16 variants: outputs on the bf16 grid, the order of the roundings as
+ * the reference (checked on values where it shows), close to float32. */
+static void test_bf16_ops(void **state) {
+    (void)state;
+    enum { N = 64 };
+    float *x = rnd(N, 4), *g = rnd(N, 4), y[N], z[N];
+    mvl_op_round_bf16(x, N);
+    mvl_op_round_bf16(g, N);
+    /* axpby: a*x rounded, b*y rounded, then the sum rounded */
+    memcpy(y, g, sizeof y);
+    mvl_op_axpby(1.5f, x, 1.0f, y, N, true);
+    for (int i = 0; i < N; i++) assert_true(y[i] == mvl_bf16_round(mvl_bf16_round(1.5f * x[i]) + g[i]));
+    float one = 1.0f, tiny = from_bits(0x3b800000); /* 2^-8: 1 + 2^-8 is a tie, so rounding a*x first matters */
+    mvl_op_axpby(1.0f, &tiny, 1.0f, &one, 1, true);
+    assert_true(one == 1.0f);
+    memcpy(y, x, sizeof y);
+    mvl_op_swiglu(y, g, N, true);
+    memcpy(z, x, sizeof z);
+    mvl_op_swiglu(z, g, N, false);
+    assert_true(on_bf16_grid(y, N));
+    for (int i = 0; i < N; i++) assert_true(fabsf(y[i] - z[i]) <= 0.02f * (fabsf(z[i]) + 1e-3f));
+    memcpy(y, x, sizeof y);
+    mvl_op_sigmoid_mul(y, g, N, true);
+    assert_true(on_bf16_grid(y, N));
+    /* rmsnorm: bf16(w * bf16(x * r)) */
+    float w[N], out[N];
+    for (int i = 0; i < N; i++) w[i] = mvl_bf16_round(0.5f + 0.01f * (float)i);
+    mvl_op_rmsnorm(x, 1, N, w, 1e-5f, true, out);
+    double ss = 0;
+    for (int i = 0; i < N; i++) ss += (double)x[i] * x[i];
+    float r = 1.0f / sqrtf((float)(ss / N) + 1e-5f);
+    for (int i = 0; i < N; i++) assert_true(out[i] == mvl_bf16_round(w[i] * mvl_bf16_round(x[i] * r)));
+    /* rope at position 0 is the identity on bf16 input (cos 1, sin 0) */
+    memcpy(y, x, sizeof y);
+    mvl_op_rope_neox(y, 1, N, 2, 32, 16, 0, 1e7, true);
+    assert_memory_equal(x, y, sizeof y);
+    mvl_op_rope_neox(y, 1, N, 2, 32, 16, 7, 1e7, true);
+    assert_true(on_bf16_grid(y, N));
+    free(x), free(g);
+}
+
+/* bf16 attention and lightning: outputs on the bf16 grid and within bf16
+ * noise of the float32 ops; a decode step equals a one-token block. */
+static void test_bf16_attention_lightning(void **state) {
+    (void)state;
+    int heads = 2, kvh = 1, d = 8;
+    int64_t n = 20, ldq = heads * d, ldkv = kvh * d;
+    float *q = rnd((size_t)(n * ldq), 1), *k = rnd((size_t)(n * ldkv), 1), *v = rnd((size_t)(n * ldkv), 1);
+    mvl_op_round_bf16(q, n * ldq), mvl_op_round_bf16(k, n * ldkv), mvl_op_round_bf16(v, n * ldkv);
+    float a32[20 * 16], a16[20 * 16];
+    assert_int_equal(mvl_op_attention(q, ldq, n, k, v, ldkv, n, heads, kvh, d, 0.35f, true, false, a32, NULL), MVL_OK);
+    assert_int_equal(mvl_op_attention(q, ldq, n, k, v, ldkv, n, heads, kvh, d, 0.35f, true, true, a16, NULL), MVL_OK);
+    assert_true(on_bf16_grid(a16, (size_t)(n * ldq)));
+    double want[20 * 16];
+    for (int i = 0; i < n * ldq; i++) want[i] = a32[i];
+    assert_close(a16, want, (size_t)(n * ldq), 2e-2);
+    int lh = 2, ld = 4;
+    int64_t m = 9, row = lh * 3 * ld;
+    float slopes[2] = {0.5f, 0.01f};
+    float *qkv = rnd((size_t)(m * row), 1);
+    mvl_op_round_bf16(qkv, m * row);
+    float s32[2 * 16] = {0}, s16[2 * 16] = {0}, s1[2 * 16] = {0}, o32[9 * 8], o16[9 * 8], o1[9 * 8];
+    assert_int_equal(mvl_op_lightning(qkv, m, lh, ld, slopes, 4, false, s32, o32, NULL), MVL_OK);
+    assert_int_equal(mvl_op_lightning(qkv, m, lh, ld, slopes, 4, true, s16, o16, NULL), MVL_OK);
+    assert_true(on_bf16_grid(o16, (size_t)(m * lh * ld)));
+    double w32[9 * 8], ws[2 * 16];
+    for (int i = 0; i < m * lh * ld; i++) w32[i] = o32[i];
+    for (int i = 0; i < 2 * 16; i++) ws[i] = s32[i];
+    assert_close(o16, w32, (size_t)(m * lh * ld), 2e-2);
+    assert_close(s16, ws, 2 * 16, 2e-2);
+    /* token by token with block 1 is the same arithmetic as block size 1 in one call */
+    float s1b[2 * 16] = {0}, o1b[9 * 8];
+    assert_int_equal(mvl_op_lightning(qkv, m, lh, ld, slopes, 1, true, s1b, o1b, NULL), MVL_OK);
+    for (int64_t t = 0; t < m; t++)
+        assert_int_equal(mvl_op_lightning(qkv + t * row, 1, lh, ld, slopes, 4, true, s1, o1 + t * lh * ld, NULL), MVL_OK);
+    assert_memory_equal(o1, o1b, sizeof o1);
+    assert_memory_equal(s1, s1b, sizeof s1);
+    free(q), free(k), free(v), free(qkv);
 }
 
 static void test_slopes(void **state) {
@@ -321,6 +482,8 @@ int main(void) {
         cmocka_unit_test(test_attention),  cmocka_unit_test(test_lightning_blocks_equal_recurrence),
         cmocka_unit_test(test_slopes),     cmocka_unit_test(test_pack_geometry),
         cmocka_unit_test(test_pack_layout),
+        cmocka_unit_test(test_round_bf16), cmocka_unit_test(test_bf16_ops),
+        cmocka_unit_test(test_bf16_attention_lightning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,7 @@
 /* MiniMax-Text-01 decoder forward (decoder.md §3-7). Computes in float32 on
- * weights stored as F32/BF16/F16 (kernels/cpu_gemm.c widens them). Where the
+ * weights stored as F32/BF16/F16 (kernels/cpu_gemm.c widens them), or, with
+ * dec->bf16, rounds to bf16 where transformers does running the model in bf16
+ * (the lightning layers with the remote code's dtypes, §4.4). Where the
  * spec lists implementations that differ, this follows the HF remote code:
  * slopes with 1 - l/(L-1) + 1e-5 (§4.2, §8.4), lightning output-norm eps 1e-6
  * (§4.6), the exact-recurrence block prefill (§4.4, not vLLM's, §8.1), an
@@ -210,14 +212,20 @@ static mvl_status lightning(const mvl_decoder *dec, const mvl_dec_layer *L, floa
                             mvl_error *err) {
     const mvl_text_config *c = &dec->cfg;
     int64_t A = (int64_t)c->num_heads * c->head_dim;
+    bool bf = dec->bf16;
     mvl_op_linear(b->u, n, &L->qkv, NULL, b->big);
+    mvl_op_round_if(bf, b->big, n * 3 * A);
     mvl_op_silu(b->big, n * 3 * A); /* on all of q, k, v (§4.1) */
-    mvl_status st = mvl_op_lightning(b->big, n, c->num_heads, c->head_dim, L->slopes, c->block_size, state, b->att, err);
+    mvl_op_round_if(bf, b->big, n * 3 * A);
+    mvl_status st =
+        mvl_op_lightning(b->big, n, c->num_heads, c->head_dim, L->slopes, c->block_size, bf, state, b->att, err);
     if (st != MVL_OK) return st;
-    mvl_op_rmsnorm(b->att, n, A, L->norm.data, LIGHTNING_NORM_EPS, b->att); /* one norm over all heads (§4.6) */
+    mvl_op_rmsnorm(b->att, n, A, L->norm.data, LIGHTNING_NORM_EPS, bf, b->att); /* one norm over all heads (§4.6) */
     mvl_op_linear(b->u, n, &L->gate, NULL, b->gate);
-    mvl_op_sigmoid_mul(b->att, b->gate, n * A);
+    mvl_op_round_if(bf, b->gate, n * A);
+    mvl_op_sigmoid_mul(b->att, b->gate, n * A, bf);
     mvl_op_linear(b->att, n, &L->out, NULL, b->a);
+    mvl_op_round_if(bf, b->a, n * c->hidden_size);
     return MVL_OK;
 }
 
@@ -226,15 +234,21 @@ static mvl_status softmax_attn(const mvl_decoder *dec, const mvl_dec_layer *L, m
     const mvl_text_config *c = &dec->cfg;
     int64_t A = (int64_t)c->num_heads * c->head_dim, KV = (int64_t)c->num_kv_heads * c->head_dim;
     float *kc = s->k_cache[l] + s->len * KV, *vc = s->v_cache[l] + s->len * KV;
+    bool bf = dec->bf16;
     mvl_op_linear(b->u, n, &L->q, NULL, b->big);
     mvl_op_linear(b->u, n, &L->k, NULL, kc);
     mvl_op_linear(b->u, n, &L->v, NULL, vc);
-    mvl_op_rope_neox(b->big, n, A, c->num_heads, c->head_dim, c->rotary_dim, s->len, c->rope_theta);
-    mvl_op_rope_neox(kc, n, KV, c->num_kv_heads, c->head_dim, c->rotary_dim, s->len, c->rope_theta);
+    mvl_op_round_if(bf, b->big, n * A);
+    mvl_op_round_if(bf, kc, n * KV);
+    mvl_op_round_if(bf, vc, n * KV);
+    mvl_op_rope_neox(b->big, n, A, c->num_heads, c->head_dim, c->rotary_dim, s->len, c->rope_theta, bf);
+    mvl_op_rope_neox(kc, n, KV, c->num_kv_heads, c->head_dim, c->rotary_dim, s->len, c->rope_theta, bf);
     mvl_status st = mvl_op_attention(b->big, A, n, s->k_cache[l], s->v_cache[l], KV, s->len + n, c->num_heads,
-                                     c->num_kv_heads, c->head_dim, 1.0f / sqrtf((float)c->head_dim), true, b->att, err);
+                                     c->num_kv_heads, c->head_dim, 1.0f / sqrtf((float)c->head_dim), true, bf, b->att,
+                                     err);
     if (st != MVL_OK) return st;
     mvl_op_linear(b->att, n, &L->o, NULL, b->a);
+    mvl_op_round_if(bf, b->a, n * c->hidden_size);
     return MVL_OK;
 }
 
@@ -242,8 +256,10 @@ static void moe(const mvl_decoder *dec, const mvl_dec_layer *L, int64_t n, scrat
     const mvl_text_config *c = &dec->cfg;
     int64_t H = c->hidden_size, I = c->intermediate_size;
     int E = c->num_experts, K = c->experts_per_tok;
+    bool bf = dec->bf16;
     mvl_op_linear(b->u, n, &L->router, NULL, b->rl);
-    for (int64_t i = 0; i < n; i++) mvl_op_route_topk(b->rl + i * E, E, K, b->idx + i * K, b->wt + i * K);
+    mvl_op_round_if(bf, b->rl, n * E); /* a bf16 GEMM; the softmax runs in fp32 on it (§6) */
+    for (int64_t i = 0; i < n; i++) mvl_op_route_topk(b->rl + i * E, E, K, bf, b->idx + i * K, b->wt + i * K);
     memset(b->a, 0, (size_t)(n * H) * sizeof(float));
     for (int e = 0; e < E; e++) { /* experts in index order, as the reference accumulates */
         int64_t cnt = 0;
@@ -257,10 +273,18 @@ static void moe(const mvl_decoder *dec, const mvl_dec_layer *L, int64_t n, scrat
         for (int64_t r = 0; r < cnt; r++) memcpy(b->xs + r * H, b->u + (int64_t)b->rows[r] * H, (size_t)H * sizeof(float));
         mvl_op_linear(b->xs, cnt, &L->w1[e], NULL, b->g1);
         mvl_op_linear(b->xs, cnt, &L->w3[e], NULL, b->g3);
-        mvl_op_swiglu(b->g1, b->g3, cnt * I);
+        mvl_op_round_if(bf, b->g1, cnt * I);
+        mvl_op_round_if(bf, b->g3, cnt * I);
+        mvl_op_swiglu(b->g1, b->g3, cnt * I, bf);
         mvl_op_linear(b->g1, cnt, &L->w2[e], NULL, b->ys);
-        for (int64_t r = 0; r < cnt; r++) mvl_op_axpby(b->rw[r], b->ys + r * H, 1.0f, b->a + (int64_t)b->rows[r] * H, H);
+        mvl_op_round_if(bf, b->ys, cnt * H);
+        for (int64_t r = 0; r < cnt; r++)
+            mvl_op_axpby(b->rw[r], b->ys + r * H, 1.0f, b->a + (int64_t)b->rows[r] * H, H, false);
     }
+    /* bf16: transformers 5.x multiplies each bf16 expert output by its fp32 routing weight and
+     * sums the top-k products in fp32, then casts once (checked bit-exact on the tiny model);
+     * for k = 2 the fp32 sum does not depend on the order */
+    mvl_op_round_if(bf, b->a, n * H);
 }
 
 mvl_status mvl_decoder_forward(const mvl_decoder *dec, mvl_dec_state *s, const float *x, int64_t n, float *logits,
@@ -295,27 +319,35 @@ mvl_status mvl_decoder_forward(const mvl_decoder *dec, mvl_dec_state *s, const f
     b.idx = ipool;
     b.rows = ipool + n * K;
     memcpy(h, x, (size_t)(n * H) * sizeof(float));
+    mvl_op_round_if(dec->bf16, h, n * H); /* inputs_embeds in the model dtype */
     if (hidden) memcpy(hidden, x, (size_t)(n * H) * sizeof(float));
     float eps = (float)c->rms_norm_eps;
     for (int l = 0; l < c->num_layers && st == MVL_OK; l++) {
         const mvl_dec_layer *L = &dec->layers[l];
-        mvl_op_rmsnorm(h, n, H, L->in_norm.data, eps, b.u);
+        mvl_op_rmsnorm(h, n, H, L->in_norm.data, eps, dec->bf16, b.u);
         st = L->type == MVL_LAYER_LIGHTNING ? lightning(dec, L, s->lin[l], n, &b, err)
                                             : softmax_attn(dec, L, s, l, n, &b, err);
         if (st != MVL_OK) break;
         /* post-norm: the residual is the normed input u (§3) */
-        mvl_op_axpby((float)c->attn_alpha[L->type], b.u, (float)c->attn_beta[L->type], b.a, n * H);
-        mvl_op_rmsnorm(b.a, n, H, L->post_norm.data, eps, b.u);
+        mvl_op_axpby((float)c->attn_alpha[L->type], b.u, (float)c->attn_beta[L->type], b.a, n * H, dec->bf16);
+        mvl_op_rmsnorm(b.a, n, H, L->post_norm.data, eps, dec->bf16, b.u);
         moe(dec, L, n, &b);
-        mvl_op_axpby((float)c->mlp_alpha, b.u, (float)c->mlp_beta, b.a, n * H);
+        mvl_op_axpby((float)c->mlp_alpha, b.u, (float)c->mlp_beta, b.a, n * H, dec->bf16);
         memcpy(h, b.a, (size_t)(n * H) * sizeof(float));
         if (hidden) memcpy(hidden + (int64_t)(l + 1) * n * H, h, (size_t)(n * H) * sizeof(float));
     }
     if (st == MVL_OK) {
         s->len += n;
-        mvl_op_rmsnorm(h, n, H, dec->final_norm.data, eps, h);
-        if (logits) mvl_op_linear(h, n, &dec->lm_head, NULL, logits);
-        if (last_logits) mvl_op_linear(h + (n - 1) * H, 1, &dec->lm_head, NULL, last_logits);
+        mvl_op_rmsnorm(h, n, H, dec->final_norm.data, eps, dec->bf16, h);
+        /* bf16: the lm_head is a bf16 GEMM, then .float() (§7) */
+        if (logits) {
+            mvl_op_linear(h, n, &dec->lm_head, NULL, logits);
+            mvl_op_round_if(dec->bf16, logits, n * c->vocab_size);
+        }
+        if (last_logits) {
+            mvl_op_linear(h + (n - 1) * H, 1, &dec->lm_head, NULL, last_logits);
+            mvl_op_round_if(dec->bf16, last_logits, c->vocab_size);
+        }
     }
     free(ipool);
     free(pool);

@@ -28,6 +28,7 @@ typedef struct mvl_decoder {
     mvl_weight final_norm; /* [1, H] */
     mvl_weight lm_head;    /* [vocab, H] */
     mvl_dec_layer *layers; /* [num_layers] */
+    bool bf16;             /* MVL_COMPUTE_BF16: round as MiniMaxForCausalLM in bf16 (set after init) */
 } mvl_decoder;
 
 mvl_status mvl_decoder_init(const mvl_model_dir *md, mvl_decoder *dec, mvl_error *err);

@@ -28,6 +28,11 @@ mvl_status mvl_model_load(const char *dir, const mvl_model_opts *opts, mvl_model
     *out = NULL;
     mvl_model *m = mvl_calloc(1, sizeof *m, err);
     if (!m) return MVL_ERR_NOMEM;
+    if (opts && opts->compute != MVL_COMPUTE_F32 && opts->compute != MVL_COMPUTE_BF16) {
+        free(m);
+        return mvl_fail(err, MVL_ERR_ARG, "%s: unknown compute mode %d (MVL_COMPUTE_F32 or MVL_COMPUTE_BF16)", dir,
+                        (int)opts->compute);
+    }
     if (opts) mvl_ops_set_threads(opts->n_threads);
     mvl_status st = mvl_model_dir_open(dir, &m->md, err);
     if (st == MVL_OK) {
@@ -47,6 +52,8 @@ mvl_status mvl_model_load(const char *dir, const mvl_model_opts *opts, mvl_model
     if (st == MVL_OK) st = mvl_vit_init(m->md, &m->vit, err);
     if (st == MVL_OK) st = mvl_projector_init(m->md, &m->proj, err);
     if (st == MVL_OK) st = mvl_decoder_init(m->md, &m->dec, err);
+    if (st == MVL_OK) /* the one place the compute mode is read; the stages round through it */
+        m->vit.bf16 = m->proj.bf16 = m->dec.bf16 = opts && opts->compute == MVL_COMPUTE_BF16;
     if (st != MVL_OK) {
         mvl_model_free(m);
         return st;

@@ -96,26 +96,41 @@ static mvl_status vit_tile(const mvl_vit *vit, const float *px, float *h, float 
                 for (int64_t y = 0; y < P; y++)
                     memcpy(dst + (c * P + y) * P, px + (c * S + py * P + y) * S + pxi * P, (size_t)P * sizeof(float));
         }
+    bool bf = vit->bf16;
+    mvl_op_round_if(bf, col, G * G * K); /* the pixels cast to bf16 (vision.md §7.8) */
     mvl_op_linear(col, G * G, &vit->patch, NULL, h + V); /* no conv bias (§1.2) */
     memcpy(h, vit->cls.data, (size_t)V * sizeof(float));
+    mvl_op_round_if(bf, h + V, G * G * V);
     mvl_op_add(h, vit->pos.data, T * V);
-    mvl_op_layernorm(h, T, V, vit->pre_w.data, vit->pre_b.data, (float)vit->cfg.layer_norm_eps, h);
+    mvl_op_round_if(bf, h, T * V);
+    float eps = (float)vit->cfg.layer_norm_eps;
+    mvl_op_layernorm(h, T, V, vit->pre_w.data, vit->pre_b.data, eps, h);
+    mvl_op_round_if(bf, h, T * V); /* bf16 LayerNorm: fp32 inside, one rounding */
     int heads = vit->cfg.num_heads, hd = (int)(V / heads);
     for (int l = 0; l < vit->n_run; l++) {
         const mvl_vit_layer *L = &vit->layers[l];
-        mvl_op_layernorm(h, T, V, L->ln1_w.data, L->ln1_b.data, (float)vit->cfg.layer_norm_eps, u);
+        mvl_op_layernorm(h, T, V, L->ln1_w.data, L->ln1_b.data, eps, u);
+        mvl_op_round_if(bf, u, T * V);
         mvl_op_linear(u, T, &L->q, L->q_b.data, q);
         mvl_op_linear(u, T, &L->k, L->k_b.data, k);
         mvl_op_linear(u, T, &L->v, L->v_b.data, v);
-        mvl_status st = mvl_op_attention(q, V, T, k, v, V, T, heads, heads, hd, 1.0f / sqrtf((float)hd), false, att, err);
+        mvl_op_round_if(bf, q, 3 * T * V); /* q, k, v are adjacent */
+        mvl_status st = mvl_op_attention(q, V, T, k, v, V, T, heads, heads, hd, 1.0f / sqrtf((float)hd), false, bf, att, err);
         if (st != MVL_OK) return st;
         mvl_op_linear(att, T, &L->o, L->o_b.data, u);
+        mvl_op_round_if(bf, u, T * V);
         mvl_op_add(h, u, T * V);
-        mvl_op_layernorm(h, T, V, L->ln2_w.data, L->ln2_b.data, (float)vit->cfg.layer_norm_eps, u);
+        mvl_op_round_if(bf, h, T * V);
+        mvl_op_layernorm(h, T, V, L->ln2_w.data, L->ln2_b.data, eps, u);
+        mvl_op_round_if(bf, u, T * V);
         mvl_op_linear(u, T, &L->fc1, L->fc1_b.data, mlp);
+        mvl_op_round_if(bf, mlp, T * I);
         mvl_op_gelu(mlp, T * I);
+        mvl_op_round_if(bf, mlp, T * I);
         mvl_op_linear(mlp, T, &L->fc2, L->fc2_b.data, u);
+        mvl_op_round_if(bf, u, T * V);
         mvl_op_add(h, u, T * V);
+        mvl_op_round_if(bf, h, T * V);
     }
     return MVL_OK;
 }

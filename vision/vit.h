@@ -21,6 +21,7 @@ typedef struct mvl_vit {
     mvl_weight pos;          /* [1 + grid^2, V] */
     mvl_weight pre_w, pre_b; /* [1, V] pre_layrnorm */
     mvl_vit_layer *layers;   /* [n_run] */
+    bool bf16;               /* MVL_COMPUTE_BF16: round as CLIPVisionModel in bf16 (set after init) */
 } mvl_vit;
 
 mvl_status mvl_vit_init(const mvl_model_dir *md, mvl_vit *vit, mvl_error *err);
