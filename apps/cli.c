@@ -149,7 +149,7 @@ int mvl_cli_parse(const char *cmd, const char *usage, const char *about, const m
 /* ---- the flags shared by the commands that run the model ------------------ */
 
 int mvl_cli_common_options(mvl_cli_common *c, const char *prompt_help, mvl_cli_option *opts) {
-    *c = (mvl_cli_common){.device = "cpu", .max_tokens = 256, .top_p = 1.0};
+    *c = (mvl_cli_common){.device = "cpu", .compute = "f32", .max_tokens = 256, .top_p = 1.0};
     const mvl_cli_option o[] = {
         {"-m", "--model", MVL_OPT_STR, &c->dir, "DIR  model directory (default: the bundled model)"},
         {NULL, "--image", MVL_OPT_LIST, &c->images, "IMG  an image (JPEG/PNG); repeatable"},
@@ -163,6 +163,8 @@ int mvl_cli_common_options(mvl_cli_common *c, const char *prompt_help, mvl_cli_o
         {NULL, "--seed", MVL_OPT_INT, &c->seed, "S  sampling seed (default 0)"},
         {"-t", "--threads", MVL_OPT_INT, &c->threads, "N  CPU threads (default: OpenBLAS's choice)"},
         {NULL, "--device", MVL_OPT_STR, &c->device, "DEV  cpu (default); cuda arrives with the CUDA decoder"},
+        {NULL, "--compute", MVL_OPT_STR, &c->compute,
+         "f32|bf16  activations in float32 (default) or rounded to bf16 as HF runs a bf16 checkpoint"},
         {NULL, "--max-image-tokens", MVL_OPT_INT, &c->max_image_tokens,
          "N  smaller canvas: at most N visual tokens per image (1x1 tile if none fits)"},
         {NULL, "--max-tiles", MVL_OPT_INT, &c->max_tiles, "N  smaller canvas: at most N tiles per image (+ thumbnail)"},
@@ -190,8 +192,18 @@ int mvl_cli_common_check(const char *cmd, const char *usage, mvl_cli_common *c) 
     if (strcmp(c->device, "cpu"))
         return mvl_cli_usage_error(cmd, usage, "--device %s: only cpu is available in this build of the decoder",
                                    c->device);
+    int rc = mvl_cli_parse_compute(cmd, usage, c->compute, &c->model_opts.compute);
+    if (rc >= 0) return rc;
+    c->model_opts.n_threads = (int)c->threads;
     if (!c->dir) c->dir = mvl_cli_default_model();
     if (c->log_file && !mvl_cli_log_open(c->log_file)) return MVL_EXIT_ERROR;
+    return -1;
+}
+
+int mvl_cli_parse_compute(const char *cmd, const char *usage, const char *value, mvl_compute *out) {
+    if (!strcmp(value, "f32")) *out = MVL_COMPUTE_F32;
+    else if (!strcmp(value, "bf16")) *out = MVL_COMPUTE_BF16;
+    else return mvl_cli_usage_error(cmd, usage, "--compute takes f32 or bf16, not '%s'", value);
     return -1;
 }
 

@@ -70,11 +70,12 @@ int mvl_cli_parse(const char *cmd, const char *usage, const char *about, const m
  * caption, ask, chat and batch take the same set, in llama.cpp's vocabulary
  * (ecosystem.md A6). */
 typedef struct mvl_cli_common {
-    const char *dir, *prompt, *system, *device, *log_file;
+    const char *dir, *prompt, *system, *device, *log_file, *compute;
     long long max_tokens, top_k, seed, threads, max_image_tokens, max_tiles;
     double temp, top_p, min_p;
     int json, stream, verbose, strict, no_exif;
     mvl_cli_list images;
+    mvl_model_opts model_opts; /* threads and compute mode, set by mvl_cli_common_check */
 } mvl_cli_common;
 
 #define MVL_CLI_COMMON_MAX 24 /* entries mvl_cli_common_options may write */
@@ -85,6 +86,8 @@ int mvl_cli_common_options(mvl_cli_common *c, const char *prompt_help, mvl_cli_o
 /* After parsing: range checks, the default model, --log-file opened. Returns
  * -1 to go on, or the exit code of a usage error. */
 int mvl_cli_common_check(const char *cmd, const char *usage, mvl_cli_common *c);
+/* --compute f32|bf16 into *out; returns -1 to go on, or the exit code of a usage error. */
+int mvl_cli_parse_compute(const char *cmd, const char *usage, const char *value, mvl_compute *out);
 /* Generation options for c (no callback yet). */
 mvl_generate_opts mvl_cli_common_generate_opts(const mvl_cli_common *c, const mvl_tokenizer *tok);
 

@@ -593,7 +593,7 @@ int mvl_cmd_batch(int argc, char **argv) {
     pthread_t threads[64];
     int n_threads = 0;
     mvl_cli_image_prep prep = mvl_cli_common_image_prep(&c);
-    mvl_model_opts mo = {(int)c.threads};
+    mvl_model_opts mo = c.model_opts;
     double t0 = mvl_cli_now_ms();
 
     struct stat sb;

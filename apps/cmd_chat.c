@@ -126,7 +126,7 @@ int mvl_cmd_chat(int argc, char **argv) {
     pending p = {.n = 0};
     chat ch = {.c = &c, .stream = (c.stream || isatty(STDOUT_FILENO)) && !c.json};
     mvl_cli_image_prep prep = mvl_cli_common_image_prep(&c);
-    mvl_model_opts mo = {(int)c.threads};
+    mvl_model_opts mo = c.model_opts;
     char *line = NULL;
     size_t cap = 0;
 

@@ -46,7 +46,7 @@ static int run(const char *cmd, int argc, char **argv) {
     float *pixels[MVL_CLI_MAX_IMAGES] = {0};
     mvl_image_input in[MVL_CLI_MAX_IMAGES];
     mvl_cli_image_prep prep = mvl_cli_common_image_prep(&c);
-    mvl_model_opts mo = {(int)c.threads};
+    mvl_model_opts mo = c.model_opts;
     mvl_cli_answer sk = {NULL, {0}, stream, MVL_OK, &err};
     mvl_stop_reason why = MVL_STOP_LENGTH;
     double t0 = mvl_cli_now_ms(), t_load = 0, t_pre = 0, t_prefill = 0, t_gen = 0;

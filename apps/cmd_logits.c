@@ -65,7 +65,7 @@ static mvl_status expand_ids(const mvl_model *m, const mvl_image_input *in, int 
 
 int mvl_cmd_logits(int argc, char **argv) {
     const char *dir = NULL, *prompt = NULL, *system = NULL, *ids_arg = NULL, *out_path = NULL, *device = "cpu",
-               *log_path = NULL;
+               *log_path = NULL, *compute = "f32";
     int raw = 0, verbose = 0, strict = 0, no_exif = 0;
     long long threads = 0, max_tiles = 0, max_tokens = 0;
     mvl_cli_list images = {0};
@@ -79,6 +79,8 @@ int mvl_cmd_logits(int argc, char **argv) {
         {"-o", "--output", MVL_OPT_STR, &out_path, "OUT.npy  where the float32 [tokens, vocab] logits go"},
         {"-t", "--threads", MVL_OPT_INT, &threads, "N  GEMM threads (default: OpenBLAS's choice)"},
         {NULL, "--device", MVL_OPT_STR, &device, "DEV  cpu (default); cuda arrives with the CUDA decoder"},
+        {NULL, "--compute", MVL_OPT_STR, &compute,
+         "f32|bf16  activations in float32 (default) or rounded to bf16 as HF runs a bf16 checkpoint"},
         {NULL, "--max-image-tokens", MVL_OPT_INT, &max_tokens, "N  smaller canvas: at most N visual tokens per image"},
         {NULL, "--max-tiles", MVL_OPT_INT, &max_tiles, "N  smaller canvas: at most N tiles per image (+ thumbnail)"},
         {NULL, "--no-exif", MVL_OPT_FLAG, &no_exif, "ignore EXIF orientation (alpha still composited on white)"},
@@ -99,6 +101,8 @@ int mvl_cmd_logits(int argc, char **argv) {
     if (strcmp(device, "cpu"))
         return mvl_cli_usage_error("logits", usage, "--device %s: only cpu is available in this build of the decoder", device);
     if (threads < 0 || threads > 1024) return mvl_cli_usage_error("logits", usage, "--threads must be 0..1024");
+    mvl_model_opts mo = {(int)threads, MVL_COMPUTE_F32};
+    if ((rc = mvl_cli_parse_compute("logits", usage, compute, &mo.compute)) >= 0) return rc;
     int32_t *ids = NULL;
     size_t n = 0;
     if (ids_arg && !parse_ids(ids_arg, &ids, &n))
@@ -116,7 +120,6 @@ int mvl_cmd_logits(int argc, char **argv) {
     mvl_seq *seq = NULL;
     float *logits = NULL, *pixels[MVL_CLI_MAX_IMAGES] = {0};
     mvl_image_input in[MVL_CLI_MAX_IMAGES];
-    mvl_model_opts mo = {(int)threads};
     mvl_status st = mvl_model_load(dir, &mo, &m, &err);
     if (st == MVL_OK) st = mvl_cli_images_load(m, &images, &prep, in, pixels, &err);
     if (st == MVL_OK && prompt) {
