@@ -57,7 +57,12 @@ double mvl_cli_now_ms(void) {
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
-const char *mvl_cli_default_model(void) { return MVL_DEFAULT_MODEL_DIR; }
+/* MVL_MODEL overrides the bundled model, so a user (or the test suite) can
+ * pick the default once instead of passing -m to every command. */
+const char *mvl_cli_default_model(void) {
+    const char *env = getenv("MVL_MODEL");
+    return env && *env ? env : MVL_DEFAULT_MODEL_DIR;
+}
 
 int mvl_cli_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
 

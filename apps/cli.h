@@ -29,7 +29,8 @@ void mvl_cli_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool mvl_cli_log_open(const char *path);
 void mvl_cli_log_close(void);
 
-/* The model used when -m is not given: the one bundled in testdata/. */
+/* The model used when -m is not given: $MVL_MODEL when set, else the one
+ * bundled in testdata/ (the demo model). */
 const char *mvl_cli_default_model(void);
 
 /* True when arg is -h or --help. */
