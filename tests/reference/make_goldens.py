@@ -28,6 +28,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_tiny_model  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLD = os.path.join(ROOT, "testdata", "goldens")
 IMAGES = [("img_200x150.png", 200, 150), ("img_300x500.png", 300, 500)]
@@ -113,18 +116,8 @@ def read_safetensors(path):
 
 
 def write_safetensors(path, items):
-    header, blobs, off = {}, [], 0
-    for name, a in items.items():
-        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(len(h).to_bytes(8, "little") + h)
-        for b in blobs:
-            f.write(b)
+    """Every item as F32 (the goldens and the demo model's exports)."""
+    make_tiny_model.write_safetensors(path, {k: np.asarray(v, np.float32) for k, v in items.items()}, "F32")
 
 
 def sample(t):
