@@ -26,23 +26,23 @@ SPECIALS = ["<end_of_document>", "<beginning_of_sentence>", "<end_of_sentence>",
 VOCAB = 1536
 
 
-def main():
-    dirs = sys.argv[1:]
-    if not dirs:
-        sys.exit(__doc__)
+def train(vocab, texts):
+    """A byte-level BPE of `vocab` ids trained on `texts`, the six special tokens
+    last (`<image>` = vocab - 1); returns the tokenizer, the special ids and the
+    tokenizer_config.json contents. The demo model's tokenizer is made the same
+    way (scripts/demo/make_tokenizer.py)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(make_test_tokenizers.O200K), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB - len(SPECIALS), min_frequency=2, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab - len(SPECIALS), min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(tokenizer_corpus.training_text(), trainer=trainer)
-    base = tok.get_vocab_size()
-    assert base == VOCAB - len(SPECIALS), base
+    tok.train_from_iterator(texts, trainer=trainer)
+    assert tok.get_vocab_size() == vocab - len(SPECIALS), tok.get_vocab_size()
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in SPECIALS])
     ids = {s: tok.token_to_id(s) for s in SPECIALS}
-    assert ids["<image>"] == VOCAB - 1, ids
+    assert ids["<image>"] == vocab - 1, ids
     config = {
         "add_bos_token": False, "add_eos_token": False, "add_prefix_space": False,
         "clean_up_tokenization_spaces": False, "bos_token": "<beginning_of_sentence>",
@@ -52,11 +52,23 @@ def main():
         "added_tokens_decoder": {str(ids[s]): {"content": s, "lstrip": False, "normalized": False, "rstrip": False,
                                                "single_word": False, "special": True} for s in SPECIALS},
     }
+    return tok, ids, config
+
+
+def save(tok, config, d):
+    tok.save(os.path.join(d, "tokenizer.json"))
+    with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, ensure_ascii=False, indent=1)
+
+
+def main():
+    dirs = sys.argv[1:]
+    if not dirs:
+        sys.exit(__doc__)
+    tok, ids, config = train(VOCAB, tokenizer_corpus.training_text())
     for d in dirs:
-        tok.save(os.path.join(d, "tokenizer.json"))
-        with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-            json.dump(config, f, ensure_ascii=False, indent=1)
-    print(f"vocab {base} + {len(SPECIALS)} specials; <end_of_sentence> = {ids['<end_of_sentence>']}, "
+        save(tok, config, d)
+    print(f"vocab {VOCAB - len(SPECIALS)} + {len(SPECIALS)} specials; <end_of_sentence> = {ids['<end_of_sentence>']}, "
           f"<image> = {ids['<image>']}")
 
 
