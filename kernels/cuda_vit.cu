@@ -1,8 +1,6 @@
 // The vision path on the GPU (kernels/): see cuda_vit.h. Row-major
 // activations; a Linear y = x W^T + b is one cuBLASLt call with W as the
 // transposed column-major operand, so nothing is transposed at load time.
-#include <cublasLt.h>
-#include <cuda_bf16.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,115 +9,13 @@
 #include <algorithm>
 #include <vector>
 
-#include "kernels/cuda_check.h"
-extern "C" { // C headers of the model and projector modules
-#include "model/model_dir.h"
+#include "kernels/cuda_common.cuh"
+extern "C" {
 #include "projector/projector.h"
 }
 #include "kernels/cuda_vit.h"
 
-typedef __nv_bfloat16 bf16;
-
 namespace {
-
-// ---- host-side weight conversion ---------------------------------------------
-
-// Stored tensor -> bf16 bits (round to nearest even from F32, as torch does).
-static uint16_t f32_to_bf16_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-static float bf16_bits_to_f32(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static float half_bits_to_f32(uint16_t h) {
-    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, u;
-    if (e == 0) {
-        if (m == 0) u = s;
-        else { // subnormal: renormalise
-            int sh = 0;
-            while (!(m & 1024)) m <<= 1, sh++;
-            u = s | ((uint32_t)(113 - sh) << 23) | ((m & 1023) << 13);
-        }
-    } else if (e == 31) u = s | 0x7f800000u | (m << 13);
-    else u = s | ((e + 112) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static float view_get(const mvl_tensor_view *tv, int64_t i) {
-    switch (tv->dtype) {
-    case MVL_DTYPE_F32: { float f; memcpy(&f, (const char *)tv->data + 4 * i, 4); return f; }
-    case MVL_DTYPE_BF16: { uint16_t b; memcpy(&b, (const char *)tv->data + 2 * i, 2); return bf16_bits_to_f32(b); }
-    default: { uint16_t b; memcpy(&b, (const char *)tv->data + 2 * i, 2); return half_bits_to_f32(b); }
-    }
-}
-
-struct Loader {
-    const mvl_model_dir *md;
-    mvl_error *err;
-    // Looks a tensor up with its exact shape; F32/BF16/F16 only.
-    mvl_status get(const char *name, int ndim, const int64_t *shape, mvl_tensor_view *tv) {
-        mvl_status st = mvl_model_dir_tensor(md, name, MVL_DTYPE_COUNT, ndim, shape, tv, err);
-        if (st != MVL_OK) return st;
-        if (tv->dtype != MVL_DTYPE_F32 && tv->dtype != MVL_DTYPE_BF16 && tv->dtype != MVL_DTYPE_F16)
-            return mvl_fail(err, MVL_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; the CUDA vision path takes F32, BF16 or F16",
-                            tv->file, name, mvl_dtype_name(tv->dtype));
-        return MVL_OK;
-    }
-};
-
-// ---- device arena -------------------------------------------------------------
-
-struct Arena {
-    char *base = nullptr;
-    size_t size = 0, used = 0;
-    void *take(size_t n) { // 256-byte aligned slices; sizes were summed up front
-        size_t off = (used + 255) & ~(size_t)255;
-        if (off + n > size) return nullptr;
-        used = off + n;
-        return base + off;
-    }
-};
-
-// ---- small PTX helpers for the attention kernel --------------------------------
-
-__device__ __forceinline__ uint32_t smem_u32(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-__device__ __forceinline__ void ldsm_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void mma_bf16(float *d, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                         uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    return u;
-}
 
 // ---- kernels --------------------------------------------------------------------
 
@@ -462,36 +358,6 @@ __global__ void k_pack(const bf16 *proj, const bf16 *newline, int dim, int g, in
     for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) d4[i] = s4[i];
 }
 
-__global__ void k_fill_random_u8(uint8_t *p, int64_t n, uint32_t seed) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        uint32_t x = (uint32_t)i * 2654435761u ^ seed;
-        x ^= x >> 15, x *= 2246822519u, x ^= x >> 13, x *= 3266489917u, x ^= x >> 16;
-        p[i] = (uint8_t)x;
-    }
-}
-__global__ void k_fill_random_bf16(bf16 *p, int64_t n, uint32_t seed) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        uint32_t x = (uint32_t)i * 2654435761u ^ seed;
-        x ^= x >> 15, x *= 2246822519u, x ^= x >> 13, x *= 3266489917u, x ^= x >> 16;
-        p[i] = __float2bfloat16_rn((float)(x >> 8) / 16777216.0f - 0.5f);
-    }
-}
-
-static int grid_for(int64_t n, int block) {
-    int64_t b = (n + block - 1) / block;
-    return (int)std::min<int64_t>(std::max<int64_t>(b, 1), 132 * 32);
-}
-
-// ---- cuBLASLt Linear with a plan cache ----------------------------------------
-
-struct Plan {
-    int64_t m, n, k;
-    int out_f32, has_bias, accumulate;
-    cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t a, b, c;
-    cublasLtMatmulAlgo_t algo;
-};
-
 } // namespace
 
 struct mvl_cuda_vit {
@@ -500,10 +366,8 @@ struct mvl_cuda_vit {
     float eps;
     float3 mean, stdv;
     cudaStream_t stream = nullptr;
-    cublasLtHandle_t lt = nullptr;
-    void *workspace = nullptr;
-    size_t workspace_size = 0;
-    Arena weights, act;
+    mvl_cuda_gemm gemm;
+    mvl_arena weights, act;
     uint8_t *host_tiles = nullptr; // pinned staging [max_tiles, S, S, 3]
     // weights (device)
     bf16 *patch_w;                   // [V, kpad]
@@ -532,73 +396,21 @@ struct mvl_cuda_vit {
     bf16 *packed;     // [max_tiles*(g*g+g), D]
     int64_t packed_cap;
     int last_n = 0;
-    std::vector<Plan> plans;
 };
 
 namespace {
 
-static mvl_status plan_get(mvl_cuda_vit *v, int64_t m, int64_t n, int64_t k, int out_f32, int has_bias,
-                           int accumulate, Plan **out, mvl_error *err) {
-    for (auto &p : v->plans)
-        if (p.m == m && p.n == n && p.k == k && p.out_f32 == out_f32 && p.has_bias == has_bias &&
-            p.accumulate == accumulate) {
-            *out = &p;
-            return MVL_OK;
-        }
-    Plan p = {};
-    p.m = m, p.n = n, p.k = k, p.out_f32 = out_f32, p.has_bias = has_bias, p.accumulate = accumulate;
-    // Column-major view: C^T[n_out, m] = W[n_out, k] (as T of col-major [k, n_out]) x X^T (col-major [k, m]).
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    cublasLtEpilogue_t epi = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    if (has_bias) {
-        cudaDataType_t bt = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
-    }
-    cudaDataType_t ct = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, k, n, k));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, k, m, k));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, ct, n, m, n));
-    cublasLtMatmulPreference_t pref;
-    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                            &v->workspace_size, sizeof v->workspace_size);
-    cublasLtMatmulHeuristicResult_t res[1];
-    int found = 0;
-    if (s == CUBLAS_STATUS_SUCCESS)
-        s = cublasLtMatmulAlgoGetHeuristic(v->lt, p.op, p.a, p.b, p.c, p.c, pref, 1, res, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    CUBLAS_CHECK(s);
-    if (found < 1)
-        return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: cuBLASLt has no algorithm for a %lld x %lld x %lld bf16 GEMM",
-                        __FILE__, __LINE__, (long long)m, (long long)n, (long long)k);
-    p.algo = res[0].algo;
-    v->plans.push_back(p);
-    *out = &v->plans.back();
-    return MVL_OK;
-}
-
-// y[m, n] (+)= x[m, k] . w[n, k]^T (+ bias[n]); y is fp32 or bf16.
+// y[m, n] (+)= x[m, k] . w[n, k]^T (+ bias[n]) on the backend's stream.
 static mvl_status linear(mvl_cuda_vit *v, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
                          const void *bias, void *y, int out_f32, int accumulate, mvl_error *err) {
-    Plan *p;
-    mvl_status st = plan_get(v, m, n, k, out_f32, bias != nullptr, accumulate, &p, err);
-    if (st != MVL_OK) return st;
-    if (bias) CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    const float one = 1.f, beta = accumulate ? 1.f : 0.f;
-    CUBLAS_CHECK(cublasLtMatmul(v->lt, p->op, &one, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo, v->workspace,
-                                v->workspace_size, v->stream));
-    return MVL_OK;
+    return mvl_cuda_linear(&v->gemm, v->stream, x, m, k, w, n, bias, y, out_f32, accumulate, err);
 }
 
 // ---- weight upload ---------------------------------------------------------------
 
 struct Uploader {
     mvl_cuda_vit *v;
-    Loader ld;
+    const mvl_model_dir *md;
     std::vector<uint16_t> hb; // host staging
     std::vector<float> hf;
     mvl_error *err;
@@ -606,7 +418,7 @@ struct Uploader {
     mvl_status bf16_tensor(const char *name, int ndim, const int64_t *shape, int64_t pad_cols, bf16 **dst,
                            int64_t dst_off_elems, bf16 *into) {
         mvl_tensor_view tv;
-        mvl_status st = ld.get(name, ndim, shape, &tv);
+        mvl_status st = mvl_cuda_tensor_get(md, "CUDA vision path", name, ndim, shape, &tv, err);
         if (st != MVL_OK) return st;
         int64_t rows = shape[0], cols = 1;
         for (int i = 1; i < ndim; i++) cols *= shape[i];
@@ -618,7 +430,7 @@ struct Uploader {
                 int64_t i = r * cols + c;
                 uint16_t b;
                 if (tv.dtype == MVL_DTYPE_BF16) memcpy(&b, (const char *)tv.data + 2 * i, 2);
-                else b = f32_to_bf16_bits(view_get(&tv, i));
+                else b = mvl_f32_to_bf16_bits(mvl_view_get(&tv, i));
                 hb[r * dcols + c] = b;
             }
         bf16 *d = into;
@@ -633,12 +445,12 @@ struct Uploader {
     // fp32 copy of a tensor's values (bf16-exact when stored in bf16).
     mvl_status f32_tensor(const char *name, int ndim, const int64_t *shape, float **dst) {
         mvl_tensor_view tv;
-        mvl_status st = ld.get(name, ndim, shape, &tv);
+        mvl_status st = mvl_cuda_tensor_get(md, "CUDA vision path", name, ndim, shape, &tv, err);
         if (st != MVL_OK) return st;
         int64_t cnt = 1;
         for (int i = 0; i < ndim; i++) cnt *= shape[i];
         hf.resize((size_t)cnt);
-        for (int64_t i = 0; i < cnt; i++) hf[i] = view_get(&tv, i);
+        for (int64_t i = 0; i < cnt; i++) hf[i] = mvl_view_get(&tv, i);
         float *d = (float *)v->weights.take(hf.size() * 4);
         if (!d) return mvl_fail(err, MVL_ERR_DEVICE, "CUDA vision: weight arena too small (internal)");
         CUDA_CHECK(cudaMemcpy(d, hf.data(), hf.size() * 4, cudaMemcpyHostToDevice));
@@ -647,14 +459,8 @@ struct Uploader {
     }
 };
 
-#define TRY(x)                                                                                                         \
-    do {                                                                                                               \
-        mvl_status st_ = (x);                                                                                          \
-        if (st_ != MVL_OK) return st_;                                                                                 \
-    } while (0)
-
 static mvl_status upload(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *err) {
-    Uploader u{v, Loader{md, err}, {}, {}, err};
+    Uploader u{v, md, {}, {}, err};
     const int64_t V = v->cfg.hidden_size, I = v->cfg.intermediate_size, P = v->cfg.patch_size, D = v->dim_out;
     const char *vp = "vision_tower.vision_model.";
     char name[256];
@@ -720,7 +526,6 @@ static mvl_status upload(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *er
     return MVL_OK;
 }
 
-static size_t al(size_t n) { return (n + 255) & ~(size_t)255; }
 
 static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *err) {
     int count = 0;
@@ -730,23 +535,22 @@ static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *
                         e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
     CUDA_CHECK(cudaSetDevice(0));
     CUDA_CHECK(cudaStreamCreateWithFlags(&v->stream, cudaStreamNonBlocking));
-    CUBLAS_CHECK(cublasLtCreate(&v->lt));
     CUDA_CHECK(cudaFuncSetAttribute(k_flash_attn64, cudaFuncAttributeMaxDynamicSharedMemorySize, FA_SMEM));
 
     const int64_t V = v->cfg.hidden_size, I = v->cfg.intermediate_size, D = v->dim_out, P = v->cfg.patch_size;
     const int64_t S = v->cfg.image_size, G2 = (int64_t)v->grid * v->grid, NT = v->max_tiles;
     const int64_t T = NT * v->n_tok;
     // Weights: every tensor rounded up to the arena's alignment.
-    size_t w = al(V * v->kpad * 2) + al(V * 4) + al(v->n_tok * V * 4) + 2 * al(V * 4);
-    w += (size_t)v->n_layers * (4 * al(V * 4) + al(3 * V * V * 2) + al(3 * V * 2) + al(V * V * 2) + al(V * 4) +
-                                al(I * V * 2) + al(I * 2) + al(V * I * 2) + al(V * 4));
-    w += al(D * V * 2) + al(D * 2) + al(D * D * 2) + 2 * al(D * 2);
+    size_t w = mvl_align256(V * v->kpad * 2) + mvl_align256(V * 4) + mvl_align256(v->n_tok * V * 4) + 2 * mvl_align256(V * 4);
+    w += (size_t)v->n_layers * (4 * mvl_align256(V * 4) + mvl_align256(3 * V * V * 2) + mvl_align256(3 * V * 2) + mvl_align256(V * V * 2) + mvl_align256(V * 4) +
+                                mvl_align256(I * V * 2) + mvl_align256(I * 2) + mvl_align256(V * I * 2) + mvl_align256(V * 4));
+    w += mvl_align256(D * V * 2) + mvl_align256(D * 2) + mvl_align256(D * D * 2) + 2 * mvl_align256(D * 2);
     v->packed_cap = NT * (G2 + v->grid);
-    size_t a = al(NT * S * S * 3) + al(NT * G2 * v->kpad * 2) + al(T * V * 4) + al(T * V * 2) + al(T * 3 * V * 2) +
-               al(T * V * 2) + al(std::max(T * I * 2, NT * G2 * V * 4)) + 2 * al(NT * G2 * D * 2) +
-               al(v->packed_cap * D * 2);
-    v->workspace_size = 32u << 20;
-    size_t total = w + a + v->workspace_size;
+    size_t a = mvl_align256(NT * S * S * 3) + mvl_align256(NT * G2 * v->kpad * 2) + mvl_align256(T * V * 4) + mvl_align256(T * V * 2) + mvl_align256(T * 3 * V * 2) +
+               mvl_align256(T * V * 2) + mvl_align256(std::max(T * I * 2, NT * G2 * V * 4)) + 2 * mvl_align256(NT * G2 * D * 2) +
+               mvl_align256(v->packed_cap * D * 2);
+    const size_t ws = 32u << 20; // cuBLASLt workspace
+    size_t total = w + a + ws;
     e = cudaMalloc((void **)&v->weights.base, total);
     if (e != cudaSuccess) {
         size_t fr = 0, tot = 0;
@@ -759,14 +563,14 @@ static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *
     }
     v->weights.size = w;
     v->act.base = v->weights.base + w, v->act.size = a;
-    v->workspace = v->weights.base + w + a;
+    TRY(mvl_cuda_gemm_init(&v->gemm, v->weights.base + w + a, ws, err));
     e = cudaMallocHost((void **)&v->host_tiles, (size_t)(NT * S * S * 3));
     if (e != cudaSuccess) {
         v->host_tiles = nullptr;
         return mvl_fail(err, MVL_ERR_DEVICE, "CUDA vision: cannot pin %lld bytes of host memory: %s",
                         (long long)(NT * S * S * 3), cudaGetErrorString(e));
     }
-    Arena &A = v->act;
+    mvl_arena &A = v->act;
     v->tiles = (uint8_t *)A.take(NT * S * S * 3);
     v->patches = (bf16 *)A.take(NT * G2 * v->kpad * 2);
     v->resid = (float *)A.take(T * V * 4);
@@ -782,15 +586,13 @@ static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *
     return upload(v, md, err);
 }
 
-#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
-
 static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
     if (n < 1 || n > v->max_tiles)
         return mvl_fail(err, MVL_ERR_ARG, "CUDA vision: %d tiles requested, the arena holds 1..%d", n, v->max_tiles);
     const int64_t V = v->cfg.hidden_size, I = v->cfg.intermediate_size, G2 = (int64_t)v->grid * v->grid;
     const int64_t T = (int64_t)n * v->n_tok, heads = v->cfg.num_heads, hd = V / heads;
     cudaStream_t s = v->stream;
-    k_patchify<<<grid_for(n * G2 * v->kpad, 256), 256, 0, s>>>(v->tiles, n, v->cfg.image_size, v->cfg.patch_size,
+    k_patchify<<<mvl_grid_for(n * G2 * v->kpad, 256), 256, 0, s>>>(v->tiles, n, v->cfg.image_size, v->cfg.patch_size,
                                                                 v->kpad, v->mean, v->stdv, v->patches);
     LAUNCH_CHECK();
     float *patch_out = reinterpret_cast<float *>(v->h1);
@@ -817,8 +619,8 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
         k_layernorm<<<ln_blocks, 32 * rows_per_block, 0, s>>>(v->resid, L.ln2_w, L.ln2_b, v->eps, (int)V, T, v->xn);
         LAUNCH_CHECK();
         TRY(linear(v, v->xn, T, V, L.fc1_w, I, L.fc1_b, v->h1, 0, 0, err));
-        if ((T * I) % 8 == 0) k_gelu8<<<grid_for(T * I / 8, 256), 256, 0, s>>>(v->h1, T * I / 8);
-        else k_gelu1<<<grid_for(T * I, 256), 256, 0, s>>>(v->h1, T * I);
+        if ((T * I) % 8 == 0) k_gelu8<<<mvl_grid_for(T * I / 8, 256), 256, 0, s>>>(v->h1, T * I / 8);
+        else k_gelu1<<<mvl_grid_for(T * I, 256), 256, 0, s>>>(v->h1, T * I);
         LAUNCH_CHECK();
         TRY(linear(v, v->h1, T, I, L.fc2_w, V, L.fc2_b, v->resid, 1, 1, err));
     }
@@ -877,14 +679,8 @@ extern "C" mvl_status mvl_cuda_vit_init(const mvl_model_dir *md, int max_tiles, 
 
 extern "C" void mvl_cuda_vit_free(mvl_cuda_vit *v) {
     if (!v) return;
-    for (auto &p : v->plans) {
-        cublasLtMatrixLayoutDestroy(p.a);
-        cublasLtMatrixLayoutDestroy(p.b);
-        cublasLtMatrixLayoutDestroy(p.c);
-        cublasLtMatmulDescDestroy(p.op);
-    }
     if (v->stream) cudaStreamSynchronize(v->stream);
-    if (v->lt) cublasLtDestroy(v->lt);
+    mvl_cuda_gemm_free(&v->gemm);
     if (v->stream) cudaStreamDestroy(v->stream);
     cudaFree(v->weights.base);
     cudaFreeHost(v->host_tiles);
@@ -922,11 +718,11 @@ extern "C" mvl_status mvl_cuda_vit_encode(mvl_cuda_vit *v, const uint8_t *tiles,
     TRY(stage_tiles(v, tiles, n, err));
     TRY(vit_enqueue(v, n, err));
     const int64_t V = v->cfg.hidden_size, G2 = (int64_t)v->grid * v->grid, D = v->dim_out, M = (int64_t)n * G2;
-    k_select<<<grid_for(M * V, 256), 256, 0, v->stream>>>(v->resid, v->n_tok, (int)V, M * V, v->xn);
+    k_select<<<mvl_grid_for(M * V, 256), 256, 0, v->stream>>>(v->resid, v->n_tok, (int)V, M * V, v->xn);
     LAUNCH_CHECK();
     // Projector (§2): token-wise on every tile, thumbnail included, before packing.
     TRY(linear(v, v->xn, M, V, v->p1_w, D, v->p1_b, v->proj1, 0, 0, err));
-    k_gelu8<<<grid_for(M * D / 8, 256), 256, 0, v->stream>>>(v->proj1, M * D / 8);
+    k_gelu8<<<mvl_grid_for(M * D / 8, 256), 256, 0, v->stream>>>(v->proj1, M * D / 8);
     LAUNCH_CHECK();
     TRY(linear(v, v->proj1, M, D, v->p2_w, D, v->p2_b, v->proj2, 0, 0, err));
     int64_t off = 0;
@@ -961,7 +757,7 @@ extern "C" mvl_status mvl_cuda_vit_packed_download(mvl_cuda_vit *v, int64_t n_to
     std::vector<uint16_t> h(cnt);
     CUDA_CHECK(cudaMemcpyAsync(h.data(), v->packed, cnt * 2, cudaMemcpyDeviceToHost, v->stream));
     CUDA_CHECK(cudaStreamSynchronize(v->stream));
-    for (size_t i = 0; i < cnt; i++) out[i] = bf16_bits_to_f32(h[i]);
+    for (size_t i = 0; i < cnt; i++) out[i] = mvl_bf16_bits_to_f32(h[i]);
     return MVL_OK;
 }
 
@@ -973,9 +769,8 @@ extern "C" mvl_status mvl_cuda_vit_sync(mvl_cuda_vit *v, mvl_error *err) {
 extern "C" mvl_status mvl_cuda_vit_time(mvl_cuda_vit *v, int n, int iters, double *median_ms, mvl_error *err) {
     if (n < 1 || n > v->max_tiles)
         return mvl_fail(err, MVL_ERR_ARG, "CUDA vision: %d tiles requested, the arena holds 1..%d", n, v->max_tiles);
-    k_fill_random_u8<<<grid_for((int64_t)n * v->cfg.image_size * v->cfg.image_size * 3, 256), 256, 0, v->stream>>>(
-        v->tiles, (int64_t)n * v->cfg.image_size * v->cfg.image_size * 3, 12345u);
-    LAUNCH_CHECK();
+    TRY(mvl_cuda_fill_random_u8(v->stream, v->tiles, (int64_t)n * v->cfg.image_size * v->cfg.image_size * 3, 12345u,
+                                err));
     for (int i = 0; i < 3; i++) TRY(vit_enqueue(v, n, err)); // warm-up: plans, module load
     cudaEvent_t e0, e1;
     CUDA_CHECK(cudaEventCreate(&e0));
@@ -1001,27 +796,28 @@ extern "C" mvl_status mvl_cuda_vit_time(mvl_cuda_vit *v, int n, int iters, doubl
 }
 
 extern "C" mvl_status mvl_cuda_gemm_ceiling(int m, int n, int k, int iters, double *tflops, mvl_error *err) {
-    mvl_cuda_vit tmp; // borrows the plan machinery with a private handle and workspace
+    mvl_cuda_gemm g;
+    cudaStream_t stream;
     mvl_status st = MVL_OK;
     bf16 *a = nullptr, *b = nullptr, *c = nullptr;
-    CUDA_CHECK(cudaStreamCreateWithFlags(&tmp.stream, cudaStreamNonBlocking));
-    CUBLAS_CHECK(cublasLtCreate(&tmp.lt));
-    tmp.workspace_size = 32u << 20;
-    CUDA_CHECK(cudaMalloc(&tmp.workspace, tmp.workspace_size));
+    void *ws = nullptr;
+    const size_t ws_size = 32u << 20;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaMalloc(&ws, ws_size));
     CUDA_CHECK(cudaMalloc(&a, (size_t)m * k * 2));
     CUDA_CHECK(cudaMalloc(&b, (size_t)n * k * 2));
     CUDA_CHECK(cudaMalloc(&c, (size_t)m * n * 2));
-    k_fill_random_bf16<<<grid_for((int64_t)m * k, 256), 256, 0, tmp.stream>>>(a, (int64_t)m * k, 1u);
-    k_fill_random_bf16<<<grid_for((int64_t)n * k, 256), 256, 0, tmp.stream>>>(b, (int64_t)n * k, 2u);
-    CUDA_CHECK(cudaGetLastError());
+    TRY(mvl_cuda_gemm_init(&g, ws, ws_size, err));
+    TRY(mvl_cuda_fill_random_bf16(stream, a, (int64_t)m * k, 1u, 0.5f, err));
+    TRY(mvl_cuda_fill_random_bf16(stream, b, (int64_t)n * k, 2u, 0.5f, err));
     std::vector<double> t;
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0);
     cudaEventCreate(&e1);
     for (int i = 0; i < iters + 3 && st == MVL_OK; i++) {
-        cudaEventRecord(e0, tmp.stream);
-        st = linear(&tmp, a, m, k, b, n, nullptr, c, 0, 0, err);
-        cudaEventRecord(e1, tmp.stream);
+        cudaEventRecord(e0, stream);
+        st = mvl_cuda_linear(&g, stream, a, m, k, b, n, nullptr, c, 0, 0, err);
+        cudaEventRecord(e1, stream);
         cudaEventSynchronize(e1);
         float ms = 0;
         cudaEventElapsedTime(&ms, e0, e1);
@@ -1029,15 +825,9 @@ extern "C" mvl_status mvl_cuda_gemm_ceiling(int m, int n, int k, int iters, doub
     }
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
-    for (auto &p : tmp.plans) {
-        cublasLtMatrixLayoutDestroy(p.a);
-        cublasLtMatrixLayoutDestroy(p.b);
-        cublasLtMatrixLayoutDestroy(p.c);
-        cublasLtMatmulDescDestroy(p.op);
-    }
-    cudaFree(a), cudaFree(b), cudaFree(c), cudaFree(tmp.workspace);
-    cublasLtDestroy(tmp.lt);
-    cudaStreamDestroy(tmp.stream);
+    mvl_cuda_gemm_free(&g);
+    cudaFree(a), cudaFree(b), cudaFree(c), cudaFree(ws);
+    cudaStreamDestroy(stream);
     if (st != MVL_OK) return st;
     std::sort(t.begin(), t.end());
     *tflops = 2.0 * m * n * k / (t[t.size() / 2] * 1e-3) / 1e12;

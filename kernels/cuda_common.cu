@@ -1,0 +1,141 @@
+// Shared host helpers and the cuBLASLt Linear of the CUDA backend (see
+// cuda_common.cuh).
+#include "kernels/cuda_common.cuh"
+
+float mvl_half_bits_to_f32(uint16_t h) {
+    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, u;
+    if (e == 0) {
+        if (m == 0) u = s;
+        else { // subnormal: renormalise
+            int sh = 0;
+            while (!(m & 1024)) m <<= 1, sh++;
+            u = s | ((uint32_t)(113 - sh) << 23) | ((m & 1023) << 13);
+        }
+    } else if (e == 31) u = s | 0x7f800000u | (m << 13);
+    else u = s | ((e + 112) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+float mvl_view_get(const mvl_tensor_view *tv, int64_t i) {
+    uint16_t b;
+    switch (tv->dtype) {
+    case MVL_DTYPE_F32: {
+        float f;
+        memcpy(&f, (const char *)tv->data + 4 * i, 4);
+        return f;
+    }
+    case MVL_DTYPE_BF16: memcpy(&b, (const char *)tv->data + 2 * i, 2); return mvl_bf16_bits_to_f32(b);
+    default: memcpy(&b, (const char *)tv->data + 2 * i, 2); return mvl_half_bits_to_f32(b);
+    }
+}
+
+mvl_status mvl_cuda_tensor_get(const mvl_model_dir *md, const char *what, const char *name, int ndim,
+                               const int64_t *shape, mvl_tensor_view *tv, mvl_error *err) {
+    mvl_status st = mvl_model_dir_tensor(md, name, MVL_DTYPE_COUNT, ndim, shape, tv, err);
+    if (st != MVL_OK) return st;
+    if (tv->dtype != MVL_DTYPE_F32 && tv->dtype != MVL_DTYPE_BF16 && tv->dtype != MVL_DTYPE_F16)
+        return mvl_fail(err, MVL_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; the %s takes F32, BF16 or F16", tv->file,
+                        name, mvl_dtype_name(tv->dtype), what);
+    return MVL_OK;
+}
+
+mvl_status mvl_cuda_gemm_init(mvl_cuda_gemm *g, void *workspace, size_t workspace_size, mvl_error *err) {
+    CUBLAS_CHECK(cublasLtCreate(&g->lt));
+    g->workspace = workspace;
+    g->workspace_size = workspace_size;
+    return MVL_OK;
+}
+
+void mvl_cuda_gemm_free(mvl_cuda_gemm *g) {
+    for (auto &p : g->plans) {
+        cublasLtMatrixLayoutDestroy(p.a);
+        cublasLtMatrixLayoutDestroy(p.b);
+        cublasLtMatrixLayoutDestroy(p.c);
+        cublasLtMatmulDescDestroy(p.op);
+    }
+    g->plans.clear();
+    if (g->lt) cublasLtDestroy(g->lt);
+    g->lt = nullptr;
+}
+
+static mvl_status plan_get(mvl_cuda_gemm *g, int64_t m, int64_t n, int64_t k, int out_f32, int has_bias,
+                           int accumulate, mvl_gemm_plan **out, mvl_error *err) {
+    for (auto &p : g->plans)
+        if (p.m == m && p.n == n && p.k == k && p.out_f32 == out_f32 && p.has_bias == has_bias &&
+            p.accumulate == accumulate) {
+            *out = &p;
+            return MVL_OK;
+        }
+    mvl_gemm_plan p = {};
+    p.m = m, p.n = n, p.k = k, p.out_f32 = out_f32, p.has_bias = has_bias, p.accumulate = accumulate;
+    // Column-major view: C^T[n_out, m] = W[n_out, k] (as T of col-major [k, n_out]) x X^T (col-major [k, m]).
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    cublasLtEpilogue_t epi = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (has_bias) {
+        cudaDataType_t bt = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    }
+    cudaDataType_t ct = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, k, n, k));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, k, m, k));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, ct, n, m, n));
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                            &g->workspace_size, sizeof g->workspace_size);
+    cublasLtMatmulHeuristicResult_t res[1];
+    int found = 0;
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmulAlgoGetHeuristic(g->lt, p.op, p.a, p.b, p.c, p.c, pref, 1, res, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    CUBLAS_CHECK(s);
+    if (found < 1)
+        return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: cuBLASLt has no algorithm for a %lld x %lld x %lld bf16 GEMM",
+                        __FILE__, __LINE__, (long long)m, (long long)n, (long long)k);
+    p.algo = res[0].algo;
+    g->plans.push_back(p);
+    *out = &g->plans.back();
+    return MVL_OK;
+}
+
+mvl_status mvl_cuda_linear(mvl_cuda_gemm *g, cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w,
+                           int64_t n, const void *bias, void *y, int out_f32, int accumulate, mvl_error *err) {
+    mvl_gemm_plan *p;
+    TRY(plan_get(g, m, n, k, out_f32, bias != nullptr, accumulate, &p, err));
+    if (bias) CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+    CUBLAS_CHECK(cublasLtMatmul(g->lt, p->op, &one, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo, g->workspace,
+                                g->workspace_size, s));
+    return MVL_OK;
+}
+
+__device__ __forceinline__ uint32_t hash_u32(int64_t i, uint32_t seed) {
+    uint32_t x = (uint32_t)i * 2654435761u ^ (uint32_t)(i >> 32) * 40503u ^ seed;
+    x ^= x >> 15, x *= 2246822519u, x ^= x >> 13, x *= 3266489917u, x ^= x >> 16;
+    return x;
+}
+__global__ void k_fill_random_bf16(bf16 *p, int64_t n, uint32_t seed, float scale) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        p[i] = __float2bfloat16_rn(((float)(hash_u32(i, seed) >> 8) / 8388608.0f - 1.0f) * scale);
+}
+__global__ void k_fill_random_u8(uint8_t *p, int64_t n, uint32_t seed) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        p[i] = (uint8_t)hash_u32(i, seed);
+}
+
+mvl_status mvl_cuda_fill_random_bf16(cudaStream_t s, bf16 *p, int64_t n, uint32_t seed, float scale, mvl_error *err) {
+    k_fill_random_bf16<<<mvl_grid_for(n, 256), 256, 0, s>>>(p, n, seed, scale);
+    LAUNCH_CHECK();
+    return MVL_OK;
+}
+mvl_status mvl_cuda_fill_random_u8(cudaStream_t s, uint8_t *p, int64_t n, uint32_t seed, mvl_error *err) {
+    k_fill_random_u8<<<mvl_grid_for(n, 256), 256, 0, s>>>(p, n, seed);
+    LAUNCH_CHECK();
+    return MVL_OK;
+}

@@ -1,0 +1,139 @@
+// Shared pieces of the CUDA backend (kernels/*.cu): bf16 conversion on the
+// host, stored-tensor access, a device arena, the mma/ldmatrix/cp.async PTX
+// wrappers the fused kernels use, and a cuBLASLt Linear with a plan cache.
+// C++ (CUDA) only; the C side sees each stage's own header.
+#ifndef MVL_CUDA_COMMON_CUH
+#define MVL_CUDA_COMMON_CUH
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cuda_check.h"
+extern "C" {
+#include "model/model_dir.h"
+}
+
+typedef __nv_bfloat16 bf16;
+
+#define TRY(x)                                                                                                         \
+    do {                                                                                                               \
+        mvl_status st_ = (x);                                                                                          \
+        if (st_ != MVL_OK) return st_;                                                                                 \
+    } while (0)
+#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+// ---- host-side conversion ------------------------------------------------------
+
+// float -> bf16 bits, round to nearest even (as torch's .to(bfloat16)); NaN stays NaN.
+static inline uint16_t mvl_f32_to_bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static inline float mvl_bf16_bits_to_f32(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+float mvl_half_bits_to_f32(uint16_t h);
+// Element i of a F32, BF16 or F16 tensor view as float.
+float mvl_view_get(const mvl_tensor_view *tv, int64_t i);
+// Looks `name` up with its exact shape and accepts F32/BF16/F16 only; `what`
+// names the stage in the message ("CUDA vision").
+mvl_status mvl_cuda_tensor_get(const mvl_model_dir *md, const char *what, const char *name, int ndim,
+                               const int64_t *shape, mvl_tensor_view *tv, mvl_error *err);
+
+// ---- device arena ------------------------------------------------------------------
+
+static inline size_t mvl_align256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+struct mvl_arena {
+    char *base = nullptr;
+    size_t size = 0, used = 0;
+    void *take(size_t n) { // 256-byte aligned slices; sizes were summed up front
+        size_t off = mvl_align256(used);
+        if (off + n > size) return nullptr;
+        used = off + n;
+        return base + off;
+    }
+};
+
+// Blocks for a grid-stride loop over n items.
+static inline int mvl_grid_for(int64_t n, int block) {
+    int64_t b = (n + block - 1) / block;
+    return (int)std::min<int64_t>(std::max<int64_t>(b, 1), 132 * 32);
+}
+
+// ---- PTX helpers (sm_80+ instructions, used on sm_90) ---------------------------------
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void ldsm_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(smem_u32(p)));
+}
+// d[4] += A(16x16, row) . B(16x8, col), bf16 in, fp32 accumulate.
+__device__ __forceinline__ void mma_bf16(float *d, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    return u;
+}
+
+// ---- cuBLASLt Linear ----------------------------------------------------------------
+
+struct mvl_gemm_plan {
+    int64_t m, n, k;
+    int out_f32, has_bias, accumulate;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+};
+
+// A cuBLASLt handle, its workspace (device memory owned by the caller) and the
+// plans made so far; one per stream of work.
+struct mvl_cuda_gemm {
+    cublasLtHandle_t lt = nullptr;
+    void *workspace = nullptr;
+    size_t workspace_size = 0;
+    std::vector<mvl_gemm_plan> plans;
+};
+
+mvl_status mvl_cuda_gemm_init(mvl_cuda_gemm *g, void *workspace, size_t workspace_size, mvl_error *err);
+void mvl_cuda_gemm_free(mvl_cuda_gemm *g);
+// y[m, n] (+)= x[m, k] . w[n, k]^T (+ bias[n]), a PyTorch Linear on row-major
+// bf16 x and w, fp32 accumulate; y is fp32 (out_f32) or bf16, and so is bias.
+mvl_status mvl_cuda_linear(mvl_cuda_gemm *g, cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w,
+                           int64_t n, const void *bias, void *y, int out_f32, int accumulate, mvl_error *err);
+
+// Enqueues p[0..n) = bf16 values uniform in [-scale, scale) from a counter
+// hash of (i, seed): benchmark weights and inputs.
+mvl_status mvl_cuda_fill_random_bf16(cudaStream_t s, bf16 *p, int64_t n, uint32_t seed, float scale, mvl_error *err);
+// Same for uint8 in [0, 255].
+mvl_status mvl_cuda_fill_random_u8(cudaStream_t s, uint8_t *p, int64_t n, uint32_t seed, mvl_error *err);
+
+#endif
