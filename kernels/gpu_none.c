@@ -66,3 +66,63 @@ mvl_status mvl_cuda_gemm_ceiling(int m, int n, int k, int iters, double *tflops,
     *tflops = 0;
     return MVL_NO_CUDA(err);
 }
+
+/* The CUDA decoder (kernels/cuda_decoder.h) in a build without CUDA. */
+#include "kernels/cuda_decoder.h"
+
+mvl_status mvl_cuda_dec_init(const mvl_model_dir *md, const mvl_cuda_dec_opts *opts, mvl_cuda_dec **out,
+                             mvl_error *err) {
+    (void)md, (void)opts;
+    *out = NULL;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_dec_init_random(const mvl_text_config *cfg, const mvl_cuda_dec_opts *opts, uint32_t seed,
+                                    mvl_cuda_dec **out, mvl_error *err) {
+    (void)cfg, (void)opts, (void)seed;
+    *out = NULL;
+    return MVL_NO_CUDA(err);
+}
+void mvl_cuda_dec_free(mvl_cuda_dec *d) { (void)d; }
+const mvl_text_config *mvl_cuda_dec_config(const mvl_cuda_dec *d) {
+    (void)d;
+    return NULL;
+}
+void mvl_cuda_dec_memory(const mvl_cuda_dec *d, size_t *weights, size_t *activations, size_t *state) {
+    (void)d;
+    *weights = *activations = *state = 0;
+}
+mvl_status mvl_cuda_dec_reset(mvl_cuda_dec *d, int slot, mvl_error *err) {
+    (void)d, (void)slot;
+    return MVL_NO_CUDA(err);
+}
+int64_t mvl_cuda_dec_length(const mvl_cuda_dec *d, int slot) {
+    (void)d, (void)slot;
+    return -1;
+}
+mvl_status mvl_cuda_dec_forward(mvl_cuda_dec *d, const mvl_cuda_dec_step *step, mvl_error *err) {
+    (void)d, (void)step;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_dec_decode(mvl_cuda_dec *d, int n, const int *slot, const int32_t *ids, float *last_logits,
+                               mvl_error *err) {
+    (void)d, (void)n, (void)slot, (void)ids, (void)last_logits;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_dec_sample(mvl_cuda_dec *d, int n, const mvl_sample_opts *opts, const uint64_t *counter,
+                               int32_t *ids, mvl_error *err) {
+    (void)d, (void)n, (void)opts, (void)counter, (void)ids;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_dec_expert_counts(mvl_cuda_dec *d, int *counts, mvl_error *err) {
+    (void)d, (void)counts;
+    return MVL_NO_CUDA(err);
+}
+void mvl_cuda_dec_set_profiling(mvl_cuda_dec *d, int on) { (void)d, (void)on; }
+mvl_status mvl_cuda_dec_stage_ms(mvl_cuda_dec *d, double *ms, mvl_error *err) {
+    (void)d, (void)ms;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_dec_sync(mvl_cuda_dec *d, mvl_error *err) {
+    (void)d;
+    return MVL_NO_CUDA(err);
+}
