@@ -78,11 +78,19 @@ struct mvl_cuda_moe_weights {
 // to bf16. Small n (decode) takes the memory-bound path that reads each
 // chosen expert once; larger n permutes tokens by expert and runs grouped
 // GEMMs. expert_count: NULL or [E] int32 (device) receiving how many tokens
-// chose each expert (for the benchmark's byte count).
+// chose each expert (for the benchmark's byte count). Limits: H, I multiples
+// of 8, k <= E <= 64, k <= 8, 16-byte aligned buffers. Afterwards scratch
+// begins with the chosen experts [n, k] int32 (tests compare them). The
+// prefill path (n > mvl_cuda_moe_small_max) reads the expert counts on the
+// host (a stream sync) and needs g; the decode path needs neither and can be
+// captured in a graph.
 mvl_status mvl_cuda_moe(mvl_cuda_gemm *g, cudaStream_t s, const mvl_cuda_moe_weights *w, const bf16 *u, int n, int H,
                         int I, int E, int k, bf16 *y, void *scratch, int *expert_count, mvl_error *err);
 // Bytes of `scratch` mvl_cuda_moe needs for up to n tokens.
 size_t mvl_cuda_moe_scratch(int n, int H, int I, int E, int k);
+// Largest n that takes the decode path (64 at most; default 64, set from
+// measurements, see BENCHMARKS.md); tests move it to run both paths.
+extern int mvl_cuda_moe_small_max;
 
 // ---- small-batch Linear (cuda_moe.cu) ----------------------------------------------------
 //
