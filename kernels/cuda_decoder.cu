@@ -333,7 +333,8 @@ struct mvl_cuda_dec {
     bf16 *last_rows;     // [max_b, H] final-normed last rows
     float *logits;       // [logit_rows, V] fp32
     void *moe_scratch;
-    float *attn_scratch;
+    float *attn_scratch; // [attn_scratch_floats]
+    size_t attn_scratch_floats;
     int *meta;           // [3 * max_b + 1 + max_tokens]: cu_seqlens, pos0, slot, ids
     int *expert_count;   // [L, E]
     SampleParam *sample_params; // [max_b]
@@ -345,6 +346,8 @@ struct mvl_cuda_dec {
     int *hids = nullptr;              // pinned [max_b]
     cudaEvent_t meta_done = nullptr;  // the last meta upload has left hmeta
     std::vector<int64_t> len;         // [max_slots] positions consumed
+    std::vector<char> seen;           // [max_slots] step validation scratch
+    std::vector<int> ones;            // [max_b] all 1: a decode step's n_new
     std::vector<uint16_t> stage;      // embeddings converted to bf16
     std::vector<cudaGraphExec_t> graphs; // [max_b + 1] decode step per batch size
     int last_b = 0;
@@ -393,7 +396,7 @@ static void carve(Dec *d, Layout &lo) {
     d->last_rows = lo.take<bf16>(d->max_b * H);
     d->logits = lo.take<float>((size_t)d->logit_rows * V);
     d->moe_scratch = lo.take<char>(mvl_cuda_moe_scratch((int)T, (int)H, (int)I, d->E, d->K));
-    d->attn_scratch = lo.take<float>(mvl_cuda_attention_scratch(d->max_b, d->opts.max_ctx, d->heads, d->d));
+    d->attn_scratch = lo.take<float>(d->attn_scratch_floats);
     d->meta = lo.take<int>(3 * d->max_b + 1 + T);
     d->expert_count = lo.take<int>((size_t)d->L * E);
     d->sample_params = lo.take<SampleParam>(d->max_b);
@@ -443,6 +446,10 @@ static mvl_status dec_create(const mvl_text_config *c, const mvl_cuda_dec_opts *
     d->QKV = std::max(3 * d->A, d->A + 2 * d->KV);
     d->max_b = std::min(opts->max_slots, opts->max_tokens);
     d->logit_rows = std::max(d->max_b, LOGIT_CHUNK);
+    d->attn_scratch_floats = 0; // the split plan depends on the batch: the most any batch size needs
+    for (int b = 1; b <= d->max_b; b++)
+        d->attn_scratch_floats =
+            std::max(d->attn_scratch_floats, mvl_cuda_attention_scratch(b, opts->max_ctx, d->heads, d->d));
     d->layers.resize(d->L);
     for (int l = 0; l < d->L; l++) {
         Dec::Layer &L = d->layers[l];
@@ -452,6 +459,8 @@ static mvl_status dec_create(const mvl_text_config *c, const mvl_cuda_dec_opts *
         L.attn_beta = (float)c->attn_beta[L.type];
     }
     d->len.assign(opts->max_slots, 0);
+    d->seen.assign(opts->max_slots, 0);
+    d->ones.assign(d->max_b, 1);
     d->graphs.assign(d->max_b + 1, nullptr);
 
     CUDA_CHECK(cudaSetDevice(0));
@@ -633,7 +642,6 @@ static mvl_status enqueue_step(Dec *d, int B, int T, int max_len, int max_ctx, f
     const int64_t H = d->H, A = d->A;
     const bool prof = d->profiling && !graph;
     if (prof) CUDA_CHECK(cudaEventRecord(d->ev[0], s));
-    CUDA_CHECK(cudaMemsetAsync(d->expert_count, 0, (size_t)d->L * d->E * sizeof(int), s));
     k_embed<<<mvl_grid_for((int64_t)T * H / 8, 256), 256, 0, s>>>(d->ids(), d->embed, (int)H, (int64_t)T * H / 8,
                                                                    d->h);
     LAUNCH_CHECK();
@@ -693,7 +701,8 @@ static mvl_status prepare(Dec *d, int B, const int *slot, const int *n_new, cons
     if (B < 1 || B > d->max_b)
         return mvl_fail(err, MVL_ERR_ARG, "CUDA decoder: %d sequences in a step; this decoder takes 1..%d", B,
                         d->max_b);
-    std::vector<char> seen(d->opts.max_slots, 0);
+    std::vector<char> &seen = d->seen;
+    std::fill(seen.begin(), seen.end(), 0);
     int64_t T = 0;
     int max_len = 0, max_ctx = 0;
     for (int b = 0; b < B; b++) {
@@ -845,9 +854,14 @@ extern "C" mvl_status mvl_cuda_dec_forward(mvl_cuda_dec *d, const mvl_cuda_dec_s
 extern "C" mvl_status mvl_cuda_dec_decode(mvl_cuda_dec *d, int n, const int *slot, const int32_t *ids,
                                           float *last_logits, mvl_error *err) {
     if (!ids) return mvl_fail(err, MVL_ERR_ARG, "CUDA decoder: a decode step needs token ids");
-    std::vector<int> ones(n > 0 ? n : 1, 1);
     int T, max_len, max_ctx;
-    TRY(prepare(d, n, slot, ones.data(), ids, false, &T, &max_len, &max_ctx, err));
+    TRY(prepare(d, n, slot, d->ones.data(), ids, false, &T, &max_len, &max_ctx, err));
+    if (n > mvl_cuda_moe_small_max) { // the MoE's many-token path syncs with the host: no graph
+        TRY(enqueue_step(d, n, n, 1, max_ctx, nullptr, false, err));
+        for (int b = 0; b < n; b++) d->len[slot[b]] += 1;
+        d->last_b = n;
+        return last_logits ? download_last(d, n, last_logits, err) : MVL_OK;
+    }
     cudaGraphExec_t &exec = d->graphs[n];
     if (!exec) {
         // Captured with the cache capacity as the context bound, so one graph
@@ -880,7 +894,7 @@ extern "C" mvl_status mvl_cuda_dec_decode(mvl_cuda_dec *d, int n, const int *slo
 
 extern "C" mvl_status mvl_cuda_dec_sample(mvl_cuda_dec *d, int n, const mvl_sample_opts *opts,
                                           const uint64_t *counter, int32_t *ids, mvl_error *err) {
-    if (d->last_b < 1 || n != d->last_b)
+    if (n < 1 || n > d->last_b)
         return mvl_fail(err, MVL_ERR_ARG, "CUDA decoder: sampling %d sequences, the last step ran %d", n, d->last_b);
     for (int b = 0; b < n; b++) {
         const mvl_sample_opts *o = &opts[b];
@@ -924,5 +938,39 @@ extern "C" mvl_status mvl_cuda_dec_stage_ms(mvl_cuda_dec *d, double *ms, mvl_err
 
 extern "C" mvl_status mvl_cuda_dec_sync(mvl_cuda_dec *d, mvl_error *err) {
     CUDA_CHECK(cudaStreamSynchronize(d->stream));
+    return MVL_OK;
+}
+
+extern "C" mvl_status mvl_cuda_copy_bandwidth(size_t bytes, int iters, double *gbps, mvl_error *err) {
+    *gbps = 0;
+    char *buf = nullptr;
+    cudaStream_t s = nullptr;
+    cudaEvent_t e0 = nullptr, e1 = nullptr;
+    std::vector<float> t;
+    mvl_status st = MVL_OK;
+    cudaError_t e = cudaMalloc((void **)&buf, 2 * bytes);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = cudaEventCreate(&e0);
+    if (e == cudaSuccess) e = cudaEventCreate(&e1);
+    if (e == cudaSuccess) e = cudaMemsetAsync(buf, 1, 2 * bytes, s);
+    for (int i = 0; i < iters + 1 && e == cudaSuccess; i++) { // the first copy is a warm-up
+        e = cudaEventRecord(e0, s);
+        if (e == cudaSuccess) e = cudaMemcpyAsync(buf + bytes, buf, bytes, cudaMemcpyDeviceToDevice, s);
+        if (e == cudaSuccess) e = cudaEventRecord(e1, s);
+        if (e == cudaSuccess) e = cudaEventSynchronize(e1);
+        float ms = 0;
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, e0, e1);
+        if (i > 0) t.push_back(ms);
+    }
+    if (e != cudaSuccess)
+        st = mvl_fail(err, MVL_ERR_DEVICE, "copy bandwidth: %zu bytes: %s", bytes, cudaGetErrorString(e));
+    if (e1) cudaEventDestroy(e1);
+    if (e0) cudaEventDestroy(e0);
+    if (s) cudaStreamDestroy(s);
+    cudaFree(buf);
+    if (st != MVL_OK) return st;
+    if (t.empty()) return mvl_fail(err, MVL_ERR_ARG, "copy bandwidth: iters must be at least 1");
+    std::sort(t.begin(), t.end());
+    *gbps = 2.0 * (double)bytes / (t[t.size() / 2] * 1e-3) / 1e9;
     return MVL_OK;
 }

@@ -79,22 +79,23 @@ typedef struct mvl_cuda_dec_step {
 mvl_status mvl_cuda_dec_forward(mvl_cuda_dec *d, const mvl_cuda_dec_step *step, mvl_error *err);
 
 /* A decode step: one token ids[b] for each of n slots, replaying the CUDA
- * graph captured for batch size n (captured on the first step of that size).
- * last_logits: NULL or [n, vocab] (host). */
+ * graph captured for batch size n (captured on the first step of that size;
+ * batches past the MoE's decode path, mvl_cuda_moe_small_max, run without a
+ * graph). last_logits: NULL or [n, vocab] (host). */
 mvl_status mvl_cuda_dec_decode(mvl_cuda_dec *d, int n, const int *slot, const int32_t *ids, float *last_logits,
                                mvl_error *err);
 
-/* Draws one id per sequence of the last step from its last logits, on the
- * GPU, with the CPU sampler's semantics (mvl_sampler_sample,
- * text/generate_sample.c): temperature <= 0 is greedy (lowest id on ties);
- * else logits / temperature, then top_k, top_p, min_p in that order over the
- * ids sorted by logit (ties: lower id first). The uniform draw of sequence b
- * is a hash of (opts[b].seed, counter[b]) alone, so an id does not depend
- * on the batch. opts, counter, ids: [n] with n the last step's n_seq. */
+/* Draws one id for each of the first n sequences of the last step from its
+ * last logits, on the GPU, with the CPU sampler's semantics
+ * (mvl_sampler_sample, text/generate_sample.c): temperature <= 0 is greedy
+ * (lowest id on ties); else logits / temperature, then top_k, top_p, min_p
+ * in that order over the ids sorted by logit (ties: lower id first). The
+ * uniform draw of sequence b is a hash of (opts[b].seed, counter[b]) alone,
+ * so an id does not depend on the batch. opts, counter, ids: [n]. */
 mvl_status mvl_cuda_dec_sample(mvl_cuda_dec *d, int n, const mvl_sample_opts *opts, const uint64_t *counter,
                                int32_t *ids, mvl_error *err);
 
-/* How many tokens of the last step chose each expert: counts
+/* How many tokens of the last step chose each expert (the MoE's count): counts
  * [num_layers, num_experts] (host). */
 mvl_status mvl_cuda_dec_expert_counts(mvl_cuda_dec *d, int *counts, mvl_error *err);
 
@@ -106,6 +107,10 @@ void mvl_cuda_dec_set_profiling(mvl_cuda_dec *d, int on);
 mvl_status mvl_cuda_dec_stage_ms(mvl_cuda_dec *d, double *ms, mvl_error *err);
 
 mvl_status mvl_cuda_dec_sync(mvl_cuda_dec *d, mvl_error *err);
+
+/* The HBM copy bandwidth: median GB/s (read + write bytes) of a
+ * device-to-device cudaMemcpy of `bytes` bytes (benchmarks). */
+mvl_status mvl_cuda_copy_bandwidth(size_t bytes, int iters, double *gbps, mvl_error *err);
 
 #ifdef __cplusplus
 }

@@ -126,3 +126,8 @@ mvl_status mvl_cuda_dec_sync(mvl_cuda_dec *d, mvl_error *err) {
     (void)d;
     return MVL_NO_CUDA(err);
 }
+mvl_status mvl_cuda_copy_bandwidth(size_t bytes, int iters, double *gbps, mvl_error *err) {
+    (void)bytes, (void)iters;
+    *gbps = 0;
+    return MVL_NO_CUDA(err);
+}
