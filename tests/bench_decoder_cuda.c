@@ -157,6 +157,7 @@ int main(int argc, char **argv) {
         }
     }
     mvl_error err = {0};
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a kill */
     int ngpu;
     char gname[256];
     if (mvl_gpu_probe(&ngpu, gname, sizeof gname, &err) != MVL_OK) {
@@ -213,6 +214,7 @@ int main(int argc, char **argv) {
     if (!ids) return 1;
     for (int i = 0; i < 3 && prefill_n[i] <= max_prefill; i++, n_pf++) {
         prefill_ctx p = {prefill_n[i], ids};
+        fprintf(stderr, "prefill %d\n", p.n);
         random_ids(ids, p.n, c.vocab_size);
         if (profile(g, prefill_step, &p, p.n >= 32768 ? 3 : 5, &pf[i], &err) != MVL_OK) return fail(&err);
     }
@@ -268,6 +270,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 3; i++) {
         int B = batches[i];
         int32_t step_ids[SLOTS];
+        fprintf(stderr, "decode batch %d\n", B);
         for (int w = 0; w < 3; w++) { /* warm-up; the first captures the graph */
             random_ids(step_ids, B, c.vocab_size);
             if (mvl_cuda_dec_decode(g, B, slots, step_ids, NULL, &err) != MVL_OK) return fail(&err);

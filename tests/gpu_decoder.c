@@ -318,6 +318,7 @@ int main(void) {
     int n;
     char gname[256];
     mvl_error err = {0};
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a kill */
     if (mvl_gpu_probe(&n, gname, sizeof gname, &err) != MVL_OK) {
         printf("skipped: %s\n", err.msg);
         return 77;
