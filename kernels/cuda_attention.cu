@@ -137,18 +137,18 @@ __device__ __forceinline__ void pv_step(float (&o)[D / 8][4], const uint32_t (&p
 // CTA skip the mask. Q stays in registers for d <= 64; for d = 128 it is
 // re-read from shared memory per key block, which keeps the kernel within the
 // register file without spills.
-template <int D, int BN_ = 64> struct Pre {
-    static constexpr int MT = 2, WARPS = 4, BM = 16 * MT * WARPS, BN = BN_, LDS = D + 8; // +16 B: no ldmatrix conflicts
+template <int D> struct Pre {
+    static constexpr int MT = 2, WARPS = 4, BM = 16 * MT * WARPS, BN = 64, LDS = D + 8; // +16 B: no ldmatrix conflicts
     static constexpr int SMEM = (BM + 4 * BN) * LDS * 2;
     static constexpr bool QREG = D <= 64;
 };
 
-template <int D, int BN_>
+template <int D>
 __global__ void __launch_bounds__(128)
     k_attn_prefill(const bf16 *__restrict__ qkv, const int *__restrict__ cu, const int *__restrict__ pos0,
                    const int *__restrict__ slot, int heads, int kv_heads, const bf16 *__restrict__ kc,
                    const bf16 *__restrict__ vc, int64_t cap, bf16 *__restrict__ out, float sl2) {
-    using C = Pre<D, BN_>;
+    using C = Pre<D>;
     constexpr int MT = C::MT, BM = C::BM, BN = C::BN, LDS = C::LDS, NJ = BN / 8, NO = D / 8, CH = D / 8;
     extern __shared__ __align__(16) bf16 sm_pre[];
     bf16 *sQ = sm_pre, *sK = sQ + BM * LDS, *sV = sK + 2 * BN * LDS; // [BM][LDS], [2][BN][LDS] x 2
@@ -313,11 +313,13 @@ template <int D> struct Dec {
 struct DecPlan {
     int nsplit, chunk;
 };
-// Splits per sequence: about 128 / B (so B x kv_heads x nsplit CTAs fill the
-// GPU several times over for the full model's 8 kv heads), at least 256
-// positions each. A function of (B, max_ctx) alone, as the scratch size is.
+constexpr int DEC_MAX_SPLITS = 128;
+// Splits per sequence: about DEC_SPLITS / B, at least 256 positions each. A
+// function of (B, max_ctx) alone, as the scratch size is.
 DecPlan dec_plan(int B, int max_ctx) {
-    const int mc = std::max(max_ctx, 1), want = std::max(1, (128 + B - 1) / B);
+    const char *kn = getenv("MVL_ATTN_SPLITS"); // TEMPORARY tuning knob for the last device run
+    const int W = kn ? std::min(std::max(atoi(kn), 1), DEC_MAX_SPLITS) : 64;
+    const int mc = std::max(max_ctx, 1), want = std::max(1, (W + B - 1) / B);
     int chunk = (mc + want - 1) / want;
     chunk = std::max(256, (chunk + 63) / 64 * 64);
     return {(mc + chunk - 1) / chunk, chunk};
@@ -438,34 +440,47 @@ __global__ void __launch_bounds__(128)
     }
 }
 
-// Merges the splits of one (query head, sequence): blockDim.x = d threads, one column each.
+// Merges the splits of one (query head, sequence): blockDim.x = d threads.
+// The split weights l_s 2^(m_s - M) are computed once, one split per thread,
+// then each thread sums one output column over the splits.
 __global__ void k_attn_combine(const int *__restrict__ cu, const int *__restrict__ pos0, int heads, int d, int chunk,
                                int nsplit, const float *__restrict__ part_o, const float *__restrict__ part_ml,
                                bf16 *__restrict__ out) {
-    const int h = blockIdx.x, b = blockIdx.y, c = threadIdx.x;
+    __shared__ float s_w[DEC_MAX_SPLITS], s_red[32];
+    const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int n = min((pos0[b] + chunk) / chunk, nsplit); // splits holding positions 0 .. pos0[b]
-    const int64_t base = (int64_t)b * nsplit * heads + h;
-    float M = -INFINITY;
-    for (int sp = 0; sp < n; sp++) M = fmaxf(M, part_ml[2 * (base + (int64_t)sp * heads)]);
-    float sum = 0.f, acc = 0.f;
-    for (int sp = 0; sp < n; sp++) {
+    const int64_t base = (int64_t)b * nsplit * heads + h; // split sp: base + sp * heads
+    float mx = -INFINITY;
+    for (int sp = tid; sp < n; sp += blockDim.x) mx = fmaxf(mx, part_ml[2 * (base + (int64_t)sp * heads)]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if (lane == 0) s_red[warp] = mx;
+    __syncthreads();
+    float M = s_red[0];
+    for (int w = 1; w < (int)(blockDim.x >> 5); w++) M = fmaxf(M, s_red[w]);
+    for (int sp = tid; sp < n; sp += blockDim.x) {
         const int64_t part = base + (int64_t)sp * heads;
-        const float w = part_ml[2 * part + 1] * exp2f(part_ml[2 * part] - M);
-        sum += w;
-        acc += w * part_o[part * d + c];
+        s_w[sp] = part_ml[2 * part + 1] * exp2f(part_ml[2 * part] - M);
     }
-    out[(int64_t)cu[b] * heads * d + h * d + c] = __float2bfloat16_rn(acc / sum);
+    __syncthreads();
+    float sum = 0.f, acc = 0.f;
+#pragma unroll 8
+    for (int sp = 0; sp < n; sp++) {
+        sum += s_w[sp];
+        acc += s_w[sp] * part_o[(base + (int64_t)sp * heads) * d + tid];
+    }
+    out[(int64_t)cu[b] * heads * d + h * d + tid] = __float2bfloat16_rn(acc / sum);
 }
 
-template <int D, int BN>
+template <int D>
 mvl_status prefill(cudaStream_t s, const bf16 *qkv, const int *cu, int B, int max_len, const int *pos0, const int *slot,
                    int heads, int kv_heads, float sl2, const bf16 *kc, const bf16 *vc, int64_t cap, bf16 *out,
                    mvl_error *err) {
-    using C = Pre<D, BN>;
-    CUDA_CHECK(cudaFuncSetAttribute(k_attn_prefill<D, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+    using C = Pre<D>;
+    CUDA_CHECK(cudaFuncSetAttribute(k_attn_prefill<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
     const int64_t rows = (int64_t)max_len * (heads / kv_heads), nx = (rows + C::BM - 1) / C::BM;
     if (nx > INT32_MAX) return mvl_fail(err, MVL_ERR_LIMIT, "CUDA attention: %d tokens are too many", max_len);
-    k_attn_prefill<D, BN><<<dim3((unsigned)nx, kv_heads, B), 128, C::SMEM, s>>>(qkv, cu, pos0, slot, heads, kv_heads,
+    k_attn_prefill<D><<<dim3((unsigned)nx, kv_heads, B), 128, C::SMEM, s>>>(qkv, cu, pos0, slot, heads, kv_heads,
                                                                                 kc, vc, cap, out, sl2);
     LAUNCH_CHECK();
     return MVL_OK;
@@ -489,11 +504,7 @@ mvl_status attention_d(cudaStream_t s, const bf16 *qkv, const int *cu, int B, in
         LAUNCH_CHECK();
         return MVL_OK;
     }
-    const char *bnv = getenv("MVL_ATTN_BN"); // TEMPORARY variant knob for the first device run
-    if constexpr (D == 128)
-        if (bnv && atoi(bnv) == 32)
-            return prefill<D, 32>(s, qkv, cu, B, max_len, pos0, slot, heads, kv_heads, sl2, kc, vc, cap, out, err);
-    return prefill<D, 64>(s, qkv, cu, B, max_len, pos0, slot, heads, kv_heads, sl2, kc, vc, cap, out, err);
+    return prefill<D>(s, qkv, cu, B, max_len, pos0, slot, heads, kv_heads, sl2, kc, vc, cap, out, err);
 }
 
 mvl_status check_dims(const char *what, int B, int heads, int kv_heads, int d, mvl_error *err) {
