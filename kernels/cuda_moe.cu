@@ -501,7 +501,12 @@ mvl_status mvl_cuda_moe(mvl_cuda_gemm *g, cudaStream_t s, const mvl_cuda_moe_wei
     if (n <= std::min(mvl_cuda_moe_small_max, kMaxSmallN)) {
         // Decode: router, routing, then each chosen expert's w13 (SwiGLU fused)
         // and w2 read once for all its tokens; no host sync, graph-capturable.
-        const int nt = ntiles_for(n), ks = router_splits(H), groups = (int)std::min<int64_t>(E, nk);
+        // Experts get n k / E tokens on average: the grouped kernels take 32
+        // tokens per pass (a larger group rereads its expert once per 32),
+        // since 8 n-tiles cost registers and occupancy that 4 do not (n = 64,
+        // full size: 4.7 ms with 8 n-tiles, slower than the prefill path).
+        const int nt = ntiles_for(n), ntg = ntiles_for(std::min(n, 32)), ks = router_splits(H),
+                  groups = (int)std::min<int64_t>(E, nk);
         skinny_args ra = {};
         ra.x = u, ra.ldx = H, ra.w = w->router, ra.C = H, ra.rows = E, ra.n = n, ra.part = logits;
         TRY((launch_skinny<1, EPI_STORE>(nt, dim3((E + 15) / 16, ks), s, ra, err)));
@@ -511,11 +516,11 @@ mvl_status mvl_cuda_moe(mvl_cuda_gemm *g, cudaStream_t s, const mvl_cuda_moe_wei
         ga.x = u, ga.ldx = H, ga.w = w->w13, ga.w_expert = (int64_t)2 * I * H, ga.C = H, ga.rows = I;
         ga.active = r.active, ga.n_active = r.n_active, ga.offsets = r.offsets, ga.perm = r.perm, ga.x_div = k;
         ga.y = buf_a, ga.ldy = I;
-        TRY((launch_skinny<2, EPI_SWIGLU>(nt, dim3((I + 15) / 16, groups), s, ga, err)));
+        TRY((launch_skinny<2, EPI_SWIGLU>(ntg, dim3((I + 15) / 16, groups), s, ga, err)));
         skinny_args da = ga;
         da.x = buf_a, da.ldx = I, da.w = w->w2, da.w_expert = (int64_t)H * I, da.C = I, da.rows = H, da.x_div = 0;
         da.y = buf_b, da.ldy = H;
-        TRY((launch_skinny<1, EPI_STORE>(nt, dim3((H + 15) / 16, groups), s, da, err)));
+        TRY((launch_skinny<1, EPI_STORE>(ntg, dim3((H + 15) / 16, groups), s, da, err)));
     } else {
         // Prefill: sort the tokens by expert, one cuBLASLt GEMM per expert.
         if (!g) return mvl_fail(err, MVL_ERR_ARG, "mvl_cuda_moe: %d tokens take the GEMM path, which needs a cuBLASLt handle", n);

@@ -1,11 +1,12 @@
 // Benchmark of the decoder's CUDA MoE and small-batch Linear at full size
 // (H=6144, I=9216, E=32, k=2; random bf16 weights, 10.9 GB):
 //   1. HBM copy bandwidth (device-to-device copy of 2 GiB, read + write);
-//   2. mvl_cuda_linear_small vs cuBLASLt (mvl_cuda_linear) at n = 1, 8, 32;
+//   2. mvl_cuda_linear_small vs cuBLASLt (mvl_cuda_linear) at n = 1, 8, 32, 64;
 //   3. MoE decode step n = 1, 8, 32 (and both paths at 8, 32, 64 to place the
 //      path threshold): time, experts read, bytes, share of copy bandwidth;
 //   4. MoE prefill n = 1024, 8192, 32768: TFLOP/s and share of the cuBLAS
 //      bf16 GEMM ceiling measured in the same run.
+// Times are per call with calls enqueued back to back (see time_ms).
 // Usage: bench_moe_cuda [TABLE.md]   (the table also goes to stdout)
 // Exits 77 without a GPU.
 #include <stdarg.h>
@@ -51,25 +52,28 @@ static void out(const char *fmt, ...) {
     fflush(stdout);
 }
 
-// Median milliseconds of `reps` runs of fn(rep) between events, after 2 warm-ups.
+// Milliseconds per call of fn(rep), calls enqueued back to back as a decode
+// step runs them (no host round trip between them; fn may still sync, as the
+// prefill path does): the median over 3 batches of `reps`, after 3 warm-ups.
 template <class F> static double time_ms(cudaStream_t s, int reps, F fn) {
     cudaEvent_t a, b;
     CK(cudaEventCreate(&a));
     CK(cudaEventCreate(&b));
+    for (int i = 0; i < 3; i++) fn(i);
     std::vector<double> t;
-    for (int i = 0; i < reps + 2; i++) {
+    for (int batch = 0; batch < 3; batch++) {
         CK(cudaEventRecord(a, s));
-        fn(i);
+        for (int i = 0; i < reps; i++) fn(i);
         CK(cudaEventRecord(b, s));
         CK(cudaEventSynchronize(b));
         float ms;
         CK(cudaEventElapsedTime(&ms, a, b));
-        if (i >= 2) t.push_back(ms);
+        t.push_back(ms / reps);
     }
     cudaEventDestroy(a);
     cudaEventDestroy(b);
     std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
+    return t[1];
 }
 
 int main(int argc, char **argv) {
@@ -120,7 +124,7 @@ int main(int argc, char **argv) {
         const int C = sh[0], R = sh[1];
         const size_t wel = (size_t)R * C;
         const int copies = (int)std::max<size_t>(1, wmax / wel);
-        for (int n : {1, 8, 32}) {
+        for (int n : {1, 8, 32, 64}) {
             const double bytes = 2.0 * (wel + (double)n * C + (double)n * R);
             const double ts = time_ms(s, 20, [&](int i) {
                 OK(mvl_cuda_linear_small(s, xbuf, n, C, wbuf + (size_t)(i % copies) * wel, R, ybuf, 0, &err));
