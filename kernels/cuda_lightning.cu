@@ -14,19 +14,24 @@ namespace {
 constexpr int LA_BT = 64;       // tokens per prefill block (only changes rounding, §4.4)
 constexpr int LA_THREADS = 128; // 4 warps; in the output phase warp w owns block rows 16w..16w+15
 
-// SiLU in fp32 rounded to bf16. __expf/__fdividef (two MUFU ops) instead of
-// the IEEE sequences: the prefill SiLUs ~1e9 values per 32k-token layer and is
-// limited by the special-function unit; their ~2 ulp fp32 error changes the
-// bf16 result only for values within 1e-6 relative of a rounding tie.
-__device__ __forceinline__ float la_silu(float x) {
-    return __bfloat162float(__float2bfloat16_rn(__fdividef(x, 1.0f + __expf(-x))));
+// SiLU in fp32: x / (1 + 2^(-x log2 e)) with the MUFU ex2 and rcp
+// approximations (flush-to-zero forms, no range fix-ups): the prefill SiLUs
+// ~1e9 values per 32k-token layer. Their few-ulp fp32 error changes the bf16
+// result only for values within ~1e-6 relative of a rounding tie.
+__device__ __forceinline__ float la_silu_f32(float x) {
+    float e, r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(x * -1.4426950408889634f));
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.0f + e));
+    return x * r;
 }
+// ... rounded to bf16: the reference's bf16 activation.
+__device__ __forceinline__ float la_silu(float x) { return __bfloat162float(__float2bfloat16_rn(la_silu_f32(x))); }
 
 __device__ __forceinline__ uint32_t la_silu2(uint32_t w) {
     __nv_bfloat162 h;
     memcpy(&h, &w, 4);
     float2 f = __bfloat1622float2(h);
-    return pack_bf16(la_silu(f.x), la_silu(f.y));
+    return pack_bf16(la_silu_f32(f.x), la_silu_f32(f.y));
 }
 
 // bf16 pair (low half = lower index) times (a, b), rounded back to bf16.
@@ -150,6 +155,7 @@ __global__ void __launch_bounds__(LA_THREADS) k_la_prefill(const bf16 *__restric
         }
     };
     auto load_block = [&](int blk) {
+#pragma unroll 2
         for (int idx = tid; idx < LA_BT * C::CH; idx += LA_THREADS) {
             const bf16 *src;
             bf16 *dst;
@@ -169,6 +175,7 @@ __global__ void __launch_bounds__(LA_THREADS) k_la_prefill(const bf16 *__restric
         cp_async_commit();
         cp_async_wait<1>();
         // SiLU in place on the chunks this thread copied (its own cp.async writes are visible to it).
+#pragma unroll 2
         for (int idx = tid; idx < LA_BT * C::CH; idx += LA_THREADS) {
             const bf16 *src;
             bf16 *dst;
