@@ -88,8 +88,9 @@ mvl_status mvl_cuda_moe(mvl_cuda_gemm *g, cudaStream_t s, const mvl_cuda_moe_wei
                         int I, int E, int k, bf16 *y, void *scratch, int *expert_count, mvl_error *err);
 // Bytes of `scratch` mvl_cuda_moe needs for up to n tokens.
 size_t mvl_cuda_moe_scratch(int n, int H, int I, int E, int k);
-// Largest n that takes the decode path (64 at most; default 64, set from
-// measurements, see BENCHMARKS.md); tests move it to run both paths.
+// Largest n that takes the decode path (64 at most; default 64: at full size
+// the decode path is faster at every n <= 64, tests/bench_moe_cuda.cu); tests
+// move it to run both paths.
 extern int mvl_cuda_moe_small_max;
 
 // ---- small-batch Linear (cuda_moe.cu) ----------------------------------------------------

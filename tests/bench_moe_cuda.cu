@@ -1,7 +1,7 @@
 // Benchmark of the decoder's CUDA MoE and small-batch Linear at full size
 // (H=6144, I=9216, E=32, k=2; random bf16 weights, 10.9 GB):
 //   1. HBM copy bandwidth (device-to-device copy of 2 GiB, read + write);
-//   2. mvl_cuda_linear_small vs cuBLASLt (mvl_cuda_linear) at n = 1, 8, 32, 64;
+//   2. mvl_cuda_linear_small vs cuBLASLt (mvl_cuda_linear) at n = 1, 8, 16, 32, 64;
 //   3. MoE decode step n = 1, 8, 32 (and both paths at 8, 32, 64 to place the
 //      path threshold): time, experts read, bytes, share of copy bandwidth;
 //   4. MoE prefill n = 1024, 8192, 32768: TFLOP/s and share of the cuBLAS
@@ -124,7 +124,7 @@ int main(int argc, char **argv) {
         const int C = sh[0], R = sh[1];
         const size_t wel = (size_t)R * C;
         const int copies = (int)std::max<size_t>(1, wmax / wel);
-        for (int n : {1, 8, 32, 64}) {
+        for (int n : {1, 8, 16, 32, 64}) {
             const double bytes = 2.0 * (wel + (double)n * C + (double)n * R);
             const double ts = time_ms(s, 20, [&](int i) {
                 OK(mvl_cuda_linear_small(s, xbuf, n, C, wbuf + (size_t)(i % copies) * wel, R, ybuf, 0, &err));
