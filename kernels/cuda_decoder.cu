@@ -633,11 +633,12 @@ static mvl_status download_rows(Dec *d, const bf16 *src, int64_t T, float *out, 
     return MVL_OK;
 }
 
-// Enqueues the layers and the last-row logits of a step whose meta is on the
-// device. max_ctx bounds every sequence's context (its cache length after
-// the step); graph: being captured (no events, no host copies).
-static mvl_status enqueue_step(Dec *d, int B, int T, int max_len, int max_ctx, float *hidden, bool graph,
-                               mvl_error *err) {
+// Enqueues layers [first, last) and, when last is the end, the last-row
+// logits of a step whose meta is on the device. max_ctx bounds every
+// sequence's context (its cache length after the step); graph: being
+// captured (no events, no host copies).
+static mvl_status enqueue_step(Dec *d, int B, int T, int max_len, int max_ctx, int first, int last, float *hidden,
+                               bool graph, mvl_error *err) {
     cudaStream_t s = d->stream;
     const int64_t H = d->H, A = d->A;
     const bool prof = d->profiling && !graph;
@@ -646,9 +647,9 @@ static mvl_status enqueue_step(Dec *d, int B, int T, int max_len, int max_ctx, f
                                                                    d->h);
     LAUNCH_CHECK();
     if (hidden) TRY(download_rows(d, d->h, T, hidden, err));
-    TRY(resid_norm(d, nullptr, d->h, 0.f, 1.f, d->layers[0].in_norm, T, err));
+    TRY(resid_norm(d, nullptr, d->h, 0.f, 1.f, first < d->L ? d->layers[first].in_norm : d->final_norm, T, err));
     if (prof) CUDA_CHECK(cudaEventRecord(d->ev[1], s));
-    for (int l = 0; l < d->L; l++) {
+    for (int l = first; l < last; l++) {
         const Dec::Layer &L = d->layers[l];
         if (L.type == MVL_LAYER_LIGHTNING) { // §4
             TRY(linear(d, d->u, T, H, L.qkv, 3 * A, d->big, 0, err)); // raw; the kernels apply SiLU (§4.1)
@@ -679,9 +680,10 @@ static mvl_status enqueue_step(Dec *d, int B, int T, int max_len, int max_ctx, f
                          d->expert_count + (size_t)l * d->E, err));
         const bf16 *next = l + 1 < d->L ? d->layers[l + 1].in_norm : d->final_norm;
         TRY(resid_norm(d, d->u, d->a, (float)d->cfg.mlp_alpha, (float)d->cfg.mlp_beta, next, T, err));
-        if (hidden) TRY(download_rows(d, d->h, T, hidden + (size_t)(l + 1) * T * H, err));
+        if (hidden) TRY(download_rows(d, d->h, T, hidden + (size_t)(l - first + 1) * T * H, err));
         if (prof) CUDA_CHECK(cudaEventRecord(d->ev[2 + l], s));
     }
+    if (last < d->L) return MVL_OK;
     // d->u now holds the final-normed rows (§7)
     const bf16 *z = d->u;
     if (T != B) {
@@ -821,6 +823,12 @@ extern "C" int64_t mvl_cuda_dec_length(const mvl_cuda_dec *d, int slot) {
 }
 
 extern "C" mvl_status mvl_cuda_dec_forward(mvl_cuda_dec *d, const mvl_cuda_dec_step *step, mvl_error *err) {
+    const int first = step->first_layer, last = step->last_layer ? step->last_layer : d->L;
+    if (first < 0 || first > last || last > d->L || (first == last && last < d->L) ||
+        (last < d->L && (step->logits || step->last_logits)) || (d->profiling && (first || last < d->L)))
+        return mvl_fail(err, MVL_ERR_ARG,
+                        "CUDA decoder: layer range %d..%d of %d (logits and profiling need the whole range)",
+                        step->first_layer, step->last_layer, d->L);
     int T, max_len, max_ctx;
     TRY(prepare(d, step->n_seq, step->slot, step->n_new, step->ids, step->embeds != nullptr, &T, &max_len, &max_ctx,
                 err));
@@ -833,9 +841,9 @@ extern "C" mvl_status mvl_cuda_dec_forward(mvl_cuda_dec *d, const mvl_cuda_dec_s
                 for (int64_t c = 0; c < H; c++) d->stage[i * H + c] = mvl_f32_to_bf16_bits(step->embeds[i * H + c]);
         CUDA_CHECK(cudaMemcpyAsync(d->h, d->stage.data(), (size_t)T * H * 2, cudaMemcpyHostToDevice, d->stream));
     }
-    TRY(enqueue_step(d, B, T, max_len, max_ctx, step->hidden, false, err));
+    TRY(enqueue_step(d, B, T, max_len, max_ctx, first, last, step->hidden, false, err));
     for (int b = 0; b < B; b++) d->len[step->slot[b]] += step->n_new[b];
-    d->last_b = B;
+    d->last_b = last == d->L ? B : 0;
     if (step->logits) { // every position, LOGIT_CHUNK rows at a time, before the last rows take the buffer back
         for (int r0 = 0; r0 < T; r0 += LOGIT_CHUNK) {
             int n = std::min(LOGIT_CHUNK, T - r0);
@@ -857,7 +865,7 @@ extern "C" mvl_status mvl_cuda_dec_decode(mvl_cuda_dec *d, int n, const int *slo
     int T, max_len, max_ctx;
     TRY(prepare(d, n, slot, d->ones.data(), ids, false, &T, &max_len, &max_ctx, err));
     if (n > mvl_cuda_moe_small_max) { // the MoE's many-token path syncs with the host: no graph
-        TRY(enqueue_step(d, n, n, 1, max_ctx, nullptr, false, err));
+        TRY(enqueue_step(d, n, n, 1, max_ctx, 0, d->L, nullptr, false, err));
         for (int b = 0; b < n; b++) d->len[slot[b]] += 1;
         d->last_b = n;
         return last_logits ? download_last(d, n, last_logits, err) : MVL_OK;
@@ -868,7 +876,7 @@ extern "C" mvl_status mvl_cuda_dec_decode(mvl_cuda_dec *d, int n, const int *slo
         // serves every length; the kernels read the real lengths from pos0.
         cudaGraph_t g = nullptr;
         CUDA_CHECK(cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeRelaxed));
-        mvl_status st = enqueue_step(d, n, n, 1, d->opts.max_ctx, nullptr, true, err);
+        mvl_status st = enqueue_step(d, n, n, 1, d->opts.max_ctx, 0, d->L, nullptr, true, err);
         cudaError_t e = cudaStreamEndCapture(d->stream, &g);
         if (st != MVL_OK) {
             if (g) cudaGraphDestroy(g);

@@ -68,8 +68,12 @@ typedef struct mvl_cuda_dec_step {
     const float *embeds;  /* [T, hidden] float32 input embeddings, or NULL when every row has an id */
     float *last_logits;   /* NULL or [n_seq, vocab]: each sequence's last position (host) */
     float *logits;        /* NULL or [T, vocab]: every position (host; parity tests) */
-    float *hidden;        /* NULL or [num_layers + 1, T, hidden]: the input, then each layer's output
+    float *hidden;        /* NULL or [n_run + 1, T, hidden]: the input, then each run layer's output
                              (host; stage comparison as mvl_decoder_forward's) */
+    /* Stage tests: run layers [first_layer, last_layer) only (last_layer 0 = num_layers), the rows
+     * entering first_layer as given (a reference's residual stream through embeds); first_layer =
+     * num_layers runs only the final norm and lm_head. Logits only when the range reaches the end. */
+    int first_layer, last_layer;
 } mvl_cuda_dec_step;
 
 /* Runs a step and advances the slots. Bad arguments (slot out of range or

@@ -127,7 +127,7 @@ static mvl_status prefill_step(mvl_cuda_dec *g, void *vctx, mvl_error *err) {
     prefill_ctx *p = vctx;
     int slot = 0;
     mvl_status st = mvl_cuda_dec_reset(g, 0, err);
-    mvl_cuda_dec_step s = {1, &slot, &p->n, p->ids, NULL, NULL, NULL, NULL};
+    mvl_cuda_dec_step s = {.n_seq = 1, .slot = &slot, .n_new = &p->n, .ids = p->ids};
     return st == MVL_OK ? mvl_cuda_dec_forward(g, &s, err) : st;
 }
 
@@ -141,7 +141,7 @@ typedef struct decode_ctx {
 static mvl_status eager_decode_step(mvl_cuda_dec *g, void *vctx, mvl_error *err) {
     decode_ctx *p = vctx;
     random_ids(p->ids, p->b, p->vocab);
-    mvl_cuda_dec_step s = {p->b, p->slots, p->ones, p->ids, NULL, NULL, NULL, NULL};
+    mvl_cuda_dec_step s = {.n_seq = p->b, .slot = p->slots, .n_new = p->ones, .ids = p->ids};
     return mvl_cuda_dec_forward(g, &s, err);
 }
 
@@ -248,7 +248,7 @@ int main(int argc, char **argv) {
         int per_step = max_tokens / CTX; /* sequences per prefill step */
         for (int b0 = 0; b0 < SLOTS; b0 += per_step) {
             int nb = SLOTS - b0 < per_step ? SLOTS - b0 : per_step;
-            mvl_cuda_dec_step s = {nb, slots + b0, ctxs, ids + (size_t)b0 * CTX, NULL, NULL, NULL, NULL};
+            mvl_cuda_dec_step s = {.n_seq = nb, .slot = slots + b0, .n_new = ctxs, .ids = ids + (size_t)b0 * CTX};
             if (mvl_cuda_dec_forward(g, &s, &err) != MVL_OK) return fail(&err);
         }
     }
