@@ -8,7 +8,8 @@
  * and 78 of 80) and at d 32 / 64; single sequences of many lengths with and
  * without an incoming state, several sequences in one launch (varlen, slots
  * permuted), a prefill in two chunks, decode steps after a prefill and
- * decode-only steps; the shapes reach every (d, v-slice) variant.
+ * decode-only steps; the shapes reach every (d, v-slice width) variant
+ * of kernels/cuda_lightning.cu (la_slice_width).
  * Bars: ||out - ref|| / ||ref|| <= 1e-2 (the output is bf16: its rounding
  * alone is ~1.1e-3 rms; the kernel adds the reference's own bf16 roundings of
  * the decayed scores and decayed keys, each ~2^-9 per term) and final state
@@ -270,7 +271,7 @@ int main(void) {
     const int layers[3] = {0, 40, 78};
     const int lens[] = {1, 2, 63, 64, 65, 255, 256, 257, 1000, 4097, 40000};
     uint64_t seed = 1;
-    /* single sequences at the full shape (64 heads x 128: 4 v-slices of 32), slot 2 of 3 */
+    /* single sequences at the full shape (64 heads x 128: 2 v-slices of 64), slot 2 of 3 */
     for (int i = 0; i < (int)(sizeof lens / sizeof *lens); i++)
         for (int st = 0; st < 2; st++) {
             char nm[64];
@@ -278,12 +279,14 @@ int main(void) {
             cases.push_back(make_case(nm, 64, 128, layers[(i + st) % 3], 3, seed++, {lens[i]}, {2}, {st}));
             cases.back().steps.push_back(one_prefill(cases.back()));
         }
-    /* d 32 and 64 with 4 heads (the tiny and demo models), incoming state */
-    for (int d : {32, 64})
+    /* d 32 and 64 with 4 heads (the tiny and demo models) and d 128 with 8
+     * heads (few CTAs: the 32-wide v-slice variant), incoming state */
+    for (int d : {32, 64, 128})
         for (int L : {1, 65, 1000, 4097}) {
+            const int H = d == 128 ? 8 : 4;
             char nm[64];
-            snprintf(nm, sizeof nm, "d%d len %d +state", d, L);
-            cases.push_back(make_case(nm, 4, d, 0, 2, seed++, {L}, {1}, {1}));
+            snprintf(nm, sizeof nm, "d%d %dh len %d +state", d, H, L);
+            cases.push_back(make_case(nm, H, d, 0, 2, seed++, {L}, {1}, {1}));
             cases.back().steps.push_back(one_prefill(cases.back()));
         }
     /* varlen: 6 sequences in one launch, slots permuted, some with a state
