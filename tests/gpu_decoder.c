@@ -16,7 +16,8 @@
  *  (3) prefill in two chunks then 16 decode steps against one full prefill:
  *      median of each part within 2e-2, argmax equal past the margin;
  *  (4) four sequences of different lengths in one step, then a mixed step,
- *      against each sequence alone: same bars per sequence;
+ *      against each sequence alone: median position within 2e-2, each
+ *      sequence's median within 5e-2, argmax equal past the margin;
  *  (5) graph replay equals the non-graph step;
  *  (6) the GPU sampler: greedy = argmax, a draw independent of the batch,
  *      and its distribution close to the CPU sampler's (total variation).
@@ -299,11 +300,19 @@ static int check_batch(const char *name, mvl_cuda_dec *g, int V) {
     int hard = 0, soft = 0;
     token_diffs(b1, a1, t1, V, &hard, &soft);
     token_diffs(b2, a2, t2, V, &hard, &soft);
+    /* the rows of both steps pooled (a one-row sequence has no median of its own); a sequence
+     * mixed up with another would be off by O(1), which the per-sequence bar catches */
     double worst_median = 0;
     for (int b = 0, o1 = 0, o2 = 0; b < NS; o1 += len1[b], o2 += len2[b], b++)
         worst_median = fmax(worst_median, fmax(median_rows(b1 + (size_t)o1 * V, a1 + (size_t)o1 * V, len1[b], V),
                                                median_rows(b2 + (size_t)o2 * V, a2 + (size_t)o2 * V, len2[b], V)));
-    report(name, "(4) batched vs alone: largest per-sequence median", worst_median, BAR, 1);
+    float *bb = malloc((size_t)(t1 + t2) * V * sizeof(float)), *aa = malloc((size_t)(t1 + t2) * V * sizeof(float));
+    if (!bb || !aa) return die(&err, "out of memory");
+    memcpy(bb, b1, (size_t)t1 * V * sizeof(float)), memcpy(bb + (size_t)t1 * V, b2, (size_t)t2 * V * sizeof(float));
+    memcpy(aa, a1, (size_t)t1 * V * sizeof(float)), memcpy(aa + (size_t)t1 * V, a2, (size_t)t2 * V * sizeof(float));
+    report(name, "(4) batched vs alone: median position", median_rows(bb, aa, t1 + t2, V), BAR, 1);
+    report(name, "(4) batched vs alone: largest per-sequence median", worst_median, 5e-2, 1);
+    free(bb), free(aa);
     report(name, "(4) batched vs alone: worst position", fmax(worst_rows(b1, a1, t1, V), worst_rows(b2, a2, t2, V)), 0,
            0);
     report_count(name, "(4) argmax differs, margin > 0.05", hard, 1);
