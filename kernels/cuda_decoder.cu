@@ -21,7 +21,9 @@ extern "C" {
 namespace {
 
 constexpr float LIGHTNING_NORM_EPS = 1e-6f; // the remote code's default-eps RMSNorm (decoder.md §4.6)
-constexpr int SMALL_ROWS = 64;              // up to this many rows a Linear takes mvl_cuda_linear_small
+// Up to this many rows a Linear takes mvl_cuda_linear_small; cuBLASLt is the
+// faster one above (measured crossover, cuda_dec_ops.cuh).
+constexpr int SMALL_ROWS = 16;
 constexpr int LOGIT_CHUNK = 64;             // rows per lm_head call when every position's logits are asked for
 constexpr int SAMPLE_THREADS = 1024;
 constexpr size_t GEMM_WORKSPACE = 32u << 20;
@@ -727,8 +729,9 @@ static mvl_status prepare(Dec *d, int B, const int *slot, const int *n_new, cons
     for (int64_t i = 0; i < T; i++) {
         int id = ids ? ids[i] : -1;
         if (id >= d->V)
-            return mvl_fail(err, MVL_ERR_ARG, "CUDA decoder: token id %d at row %lld is outside the vocabulary (0..%lld)",
-                            id, (long long)i, (long long)d->V - 1);
+            return mvl_fail(err, MVL_ERR_ARG,
+                            "CUDA decoder: token id %d at row %lld is outside the vocabulary (0..%lld)", id,
+                            (long long)i, (long long)d->V - 1);
         if (id < 0 && !have_embeds)
             return mvl_fail(err, MVL_ERR_ARG, "CUDA decoder: row %lld has no token id and no embedding", (long long)i);
     }
@@ -833,7 +836,7 @@ extern "C" mvl_status mvl_cuda_dec_forward(mvl_cuda_dec *d, const mvl_cuda_dec_s
     TRY(prepare(d, step->n_seq, step->slot, step->n_new, step->ids, step->embeds != nullptr, &T, &max_len, &max_ctx,
                 err));
     const int B = step->n_seq;
-    if (step->embeds) { // rows without an id: the caller's embeddings, rounded to bf16 (inputs_embeds in the model dtype)
+    if (step->embeds) { // rows without an id: the caller's embeddings in bf16 (inputs_embeds in the model dtype)
         const int64_t H = d->H;
         d->stage.resize((size_t)T * H);
         for (int64_t i = 0; i < T; i++)

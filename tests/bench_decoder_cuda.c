@@ -73,7 +73,8 @@ static void random_ids(int32_t *ids, int64_t n, int vocab) {
 
 /* Median stage times of `reps` profiled steps (after one warm-up). */
 typedef struct stages {
-    double emb, lin, soft, head, total; /* ms: embedding + first norm, one lightning / softmax layer, final norm + lm_head */
+    /* ms: embedding + first norm, one lightning / softmax layer, final norm + lm_head, the step */
+    double emb, lin, soft, head, total;
 } stages;
 
 static void stage_split(const mvl_text_config *c, const double *ms, stages *s) {
@@ -233,8 +234,8 @@ int main(int argc, char **argv) {
         double N = prefill_n[i], sfl = soft_fl0 + 2 * heads * d * N;
         double tl = N * lin_fl / (pf[i].lin * 1e-3) / 1e12, ts = N * sfl / (pf[i].soft * 1e-3) / 1e12;
         say("| %d | %.1f | %.0f | %.2f | %.0f | %.0f | %.0f%% | %.2f | %.0f | %.0f | %.0f%% | %.2f |\n", prefill_n[i],
-            pf[i].total, N / (pf[i].total * 1e-3), pf[i].lin, N / (pf[i].lin * 1e-3), tl, 100 * tl / ceiling, pf[i].soft,
-            N / (pf[i].soft * 1e-3), ts, 100 * ts / ceiling, pf[i].emb + pf[i].head);
+            pf[i].total, N / (pf[i].total * 1e-3), pf[i].lin, N / (pf[i].lin * 1e-3), tl, 100 * tl / ceiling,
+            pf[i].soft, N / (pf[i].soft * 1e-3), ts, 100 * ts / ceiling, pf[i].emb + pf[i].head);
     }
     say("\n");
 
@@ -312,8 +313,8 @@ int main(int argc, char **argv) {
 
     /* ---- 80 layers ---- */
     say("### Extrapolation to 80 layers (70 lightning + 10 softmax)\n\n");
-    say("decode: t80 = f * (t_embed+head + 70 t_lightning + 10 t_softmax), f = graph step / eager step (launch gaps the "
-        "graph removes); per-token latency = t80, throughput = batch / t80\n\n");
+    say("decode: t80 = f * (t_embed+head + 70 t_lightning + 10 t_softmax), f = graph step / eager step (launch gaps "
+        "the graph removes); per-token latency = t80, throughput = batch / t80\n\n");
     say("prefill: t80(N) = t_embed+head + 70 t_lightning(N) + 10 t_softmax(N); rate = N / t80(N)\n\n");
     say("| case | f | t80 ms | per-token latency ms | tokens/s |\n|---|---|---|---|---|\n");
     for (int i = 0; i < 3; i++) {

@@ -138,7 +138,8 @@ static int cpu_run(mvl_decoder *dec, bool bf16, const int32_t *ids, int n, float
 static int gpu_step(mvl_cuda_dec *g, int n_seq, const int *slot, const int *n_new, const int32_t *ids, float *logits,
                     float *hidden) {
     mvl_error err = {0};
-    mvl_cuda_dec_step st = {.n_seq = n_seq, .slot = slot, .n_new = n_new, .ids = ids, .logits = logits, .hidden = hidden};
+    mvl_cuda_dec_step st = {
+        .n_seq = n_seq, .slot = slot, .n_new = n_new, .ids = ids, .logits = logits, .hidden = hidden};
     if (mvl_cuda_dec_forward(g, &st, &err) != MVL_OK) return die(&err, "GPU forward");
     return 0;
 }
@@ -248,7 +249,8 @@ static int check_parity(const char *name, mvl_decoder *dec, mvl_cuda_dec *g, int
         float *pl = malloc((size_t)n * V * sizeof(float));
         if (!pl) return die(&err, "out of memory");
         if (mvl_cuda_dec_reset(g, 1, &err) != MVL_OK) return die(&err, "reset");
-        if (gpu_step(g, 1, &slot1, &c1, ids, pl, NULL) || gpu_step(g, 1, &slot1, &c2, ids + c1, pl + (size_t)c1 * V, NULL))
+        if (gpu_step(g, 1, &slot1, &c1, ids, pl, NULL) ||
+            gpu_step(g, 1, &slot1, &c2, ids + c1, pl + (size_t)c1 * V, NULL))
             return 1;
         for (int i = c1 + c2; i < n; i++)
             if (mvl_cuda_dec_decode(g, 1, &slot1, &ids[i], pl + (size_t)i * V, &err) != MVL_OK)
