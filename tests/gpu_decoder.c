@@ -3,13 +3,16 @@
  * (a 700-token prompt: lightning blocks of 256 crossed):
  *  (1) stage by stage, each GPU layer fed the CPU's bf16-compute input
  *      (teacher-forced): its output within 2e-2 relative of the CPU's at all
- *      but 1% of the positions (a router tie or a one-ulp flip at the top-k
- *      cut picks another expert for that token), the final norm + lm_head
- *      within 2e-2 at every position; then end to end, logits with a median
- *      position within 2e-2 for BF16 weights (an F32 checkpoint is rounded
- *      on the GPU only); the worst is printed: differences of rounding grow
- *      through the layers of these random models, as they do between two
- *      runs of the CPU reference itself, printed beside it;
+ *      but 1% of the positions, the final norm + lm_head within 2e-2 at every
+ *      position; then end to end, the median position within 2e-2. Both
+ *      sides run the same bf16 weights (an F32 checkpoint is rounded for the
+ *      CPU too). Not gated, printed: the worst position and the whole-tensor
+ *      relative error of the CPU model tests (tests/test_util.h): a token
+ *      whose router picks another expert (a tie or a one-ulp difference of
+ *      the bf16 router logits at the top-k cut) differs by O(1) there, and
+ *      differences of rounding grow through the layers of these random
+ *      models, as they do between two runs of the CPU reference itself,
+ *      printed beside it;
  *  (2) 32 greedy tokens (GPU sampler, graph decode) equal to the CPU fp32
  *      decoder's wherever its top-2 margin exceeds 0.05 (teacher-forced on
  *      the CPU's token; the near ties are counted);
@@ -165,6 +168,8 @@ static int check_stages(const char *name, mvl_decoder *dec, mvl_cuda_dec *g, con
         snprintf(what, sizeof what, "(1) layer %d (%s) on the CPU's input: worst position", l,
                  dec->cfg.layer_types[l] == MVL_LAYER_LIGHTNING ? "lightning" : "softmax");
         report(name, what, worst_rows(gr, cr, n, H), 0, 0);
+        snprintf(what, sizeof what, "(1) layer %d on the CPU's input: whole tensor", l);
+        report(name, what, mvl_test_rel_err(gr, cr, (size_t)n * H), 0, 0);
         snprintf(what, sizeof what, "(1) layer %d: positions over 2e-2 (bar 1%%)", l);
         int bad = bad_rows(gr, cr, n, H);
         printf("| %-16s | %-50s | %10d | %8d | %-4s |\n", name, what, bad, n / 100, bad <= n / 100 ? "ok" : "FAIL");
@@ -176,7 +181,9 @@ static int check_stages(const char *name, mvl_decoder *dec, mvl_cuda_dec *g, con
 }
 
 /* (1) parity and (2) greedy on slot 0; (3) chunked on slot 1. */
-static int check_parity(const char *name, mvl_decoder *dec, mvl_cuda_dec *g, int full, int bf16_weights) {
+/* dec: the CPU decoder on the GPU's bf16 weights (the bf16 comparisons); f32: the
+ * checkpoint as stored (the fp32 greedy reference of (2)). */
+static int check_parity(const char *name, mvl_decoder *dec, mvl_decoder *f32, mvl_cuda_dec *g, int full) {
     mvl_error err = {0};
     const int V = dec->cfg.vocab_size, H = dec->cfg.hidden_size, L = dec->cfg.num_layers, n = PROMPT;
     int32_t ids[PROMPT + GREEDY];
@@ -191,8 +198,10 @@ static int check_parity(const char *name, mvl_decoder *dec, mvl_cuda_dec *g, int
     if (gpu_step(g, 1, &slot0, &nn, ids, gl, gh)) return 1;
     char what[96];
     /* gated where the CPU runs the same bf16 weights; an F32 checkpoint is rounded on the GPU only */
-    report(name, bf16_weights ? "(1) end to end: logits, median position" : "(1) end to end: median (F32 weights)",
-           median_rows(gl, cl, n, V), BAR, bf16_weights);
+    report(name, "(1) end to end: logits, median position", median_rows(gl, cl, n, V), BAR, 1);
+    /* the CPU model tests' measure (tests/test_util.h), not met: a token whose router picks
+     * another expert at a near tie differs by O(1) (see the header) */
+    report(name, "(1) end to end: logits, whole tensor", mvl_test_rel_err(gl, cl, (size_t)n * V), 0, 0);
     report(name, "(1) end to end: logits, worst position", worst_rows(gl, cl, n, V), 0, 0);
     report_count(name, "(1) end to end: positions over 2e-2", bad_rows(gl, cl, n, V), 0);
     { /* the CPU reference against itself: chunks of 333 and 351, then 16 single steps */
@@ -216,7 +225,7 @@ static int check_parity(const char *name, mvl_decoder *dec, mvl_cuda_dec *g, int
 
     { /* (2) greedy vs the CPU in fp32, teacher-forced on the CPU's token */
         mvl_dec_state cs;
-        if (cpu_run(dec, false, ids, n, cl2, NULL, &cs)) return 1;
+        if (cpu_run(f32, false, ids, n, cl2, NULL, &cs)) return 1;
         float *cur = malloc((size_t)V * sizeof(float)), x[4096];
         if (!cur || H > 4096) return die(&err, "out of memory");
         memcpy(cur, cl2 + (size_t)(n - 1) * V, (size_t)V * sizeof(float));
@@ -233,8 +242,8 @@ static int check_parity(const char *name, mvl_decoder *dec, mvl_cuda_dec *g, int
                 else soft++;
             }
             ids[n + i] = cid;
-            if (mvl_decoder_embed(dec, &cid, 1, x, &err) != MVL_OK ||
-                mvl_decoder_forward(dec, &cs, x, 1, NULL, cur, NULL, &err) != MVL_OK)
+            if (mvl_decoder_embed(f32, &cid, 1, x, &err) != MVL_OK ||
+                mvl_decoder_forward(f32, &cs, x, 1, NULL, cur, NULL, &err) != MVL_OK)
                 return die(&err, "CPU decode");
             if (mvl_cuda_dec_decode(g, 1, &slot0, &cid, NULL, &err) != MVL_OK) return die(&err, "GPU decode");
         }
@@ -396,19 +405,49 @@ static int check_graph_and_sampler(const char *name, mvl_cuda_dec *g, int V) {
     return 0;
 }
 
+/* w's values rounded to bf16 in an owned copy (the GPU uploads weights as bf16). */
+static int round_weight(mvl_weight *w) {
+    if (!w->data) return 0;
+    size_t n = (size_t)(w->rows * w->cols);
+    float *c = malloc(n * sizeof(float));
+    if (!c) return 1;
+    for (size_t i = 0; i < n; i++) c[i] = mvl_bf16_round(w->data[i]);
+    free(w->owned);
+    w->owned = c, w->data = c;
+    return 0;
+}
+
+static int round_decoder(mvl_decoder *d) {
+    int bad = round_weight(&d->embed) | round_weight(&d->final_norm) | round_weight(&d->lm_head);
+    for (int l = 0; l < d->cfg.num_layers; l++) {
+        mvl_dec_layer *L = &d->layers[l];
+        mvl_weight *ws[] = {&L->in_norm, &L->post_norm, &L->qkv, &L->gate, &L->norm, &L->out,
+                            &L->q,       &L->k,         &L->v,   &L->o,    &L->router};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) bad |= round_weight(ws[i]);
+        for (int e = 0; e < 3 * d->cfg.num_experts; e++) bad |= round_weight(&L->w1[e]);
+    }
+    return bad;
+}
+
 static int run_model(const char *dir, const char *name, int full, int bf16_weights) {
     mvl_error err = {0};
     mvl_model_dir *md;
-    mvl_decoder dec;
+    mvl_decoder dec, rounded, *cmp = &dec;
     if (mvl_model_dir_open(dir, &md, &err) != MVL_OK) return die(&err, dir);
     if (mvl_decoder_init(md, &dec, &err) != MVL_OK) return die(&err, "CPU decoder");
+    if (!bf16_weights) { /* the bf16 comparisons run the CPU on the GPU's (rounded) weights */
+        if (mvl_decoder_init(md, &rounded, &err) != MVL_OK) return die(&err, "CPU decoder");
+        if (round_decoder(&rounded)) return die(&err, "out of memory");
+        cmp = &rounded;
+    }
     mvl_cuda_dec_opts opts = {8, 1024, 1024};
     mvl_cuda_dec *g;
     if (mvl_cuda_dec_init(md, &opts, &g, &err) != MVL_OK) return die(&err, "CUDA decoder");
-    int rc = check_parity(name, &dec, g, full, bf16_weights);
+    int rc = check_parity(name, cmp, &dec, g, full);
     if (!rc && full) rc = check_batch(name, g, dec.cfg.vocab_size);
     if (!rc && full) rc = check_graph_and_sampler(name, g, dec.cfg.vocab_size);
     mvl_cuda_dec_free(g);
+    if (cmp != &dec) mvl_decoder_free(&rounded);
     mvl_decoder_free(&dec);
     mvl_model_dir_close(md);
     return rc;
