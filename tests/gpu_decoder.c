@@ -86,6 +86,16 @@ static double worst_rows(const float *a, const float *b, int n, int V) {
     return w;
 }
 
+/* ||a - b|| / ||b|| over n values (the kernels' tests' measure). */
+static double frob_rel(const float *a, const float *b, size_t n) {
+    double num = 0, den = 1e-300;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d, den += (double)b[i] * b[i];
+    }
+    return sqrt(num / den);
+}
+
 /* Rows of [n, w] a whose relative error against b exceeds BAR. */
 static int bad_rows(const float *a, const float *b, int n, int w) {
     int cnt = 0;
@@ -202,6 +212,7 @@ static int check_parity(const char *name, mvl_decoder *dec, mvl_decoder *f32, mv
     /* the CPU model tests' measure (tests/test_util.h), not met: a token whose router picks
      * another expert at a near tie differs by O(1) (see the header) */
     report(name, "(1) end to end: logits, whole tensor", mvl_test_rel_err(gl, cl, (size_t)n * V), 0, 0);
+    report(name, "(1) end to end: logits, ||gpu - cpu|| / ||cpu||", frob_rel(gl, cl, (size_t)n * V), 0, 0);
     report(name, "(1) end to end: logits, worst position", worst_rows(gl, cl, n, V), 0, 0);
     report_count(name, "(1) end to end: positions over 2e-2", bad_rows(gl, cl, n, V), 0);
     { /* the CPU reference against itself: chunks of 333 and 351, then 16 single steps */
