@@ -293,9 +293,11 @@ mvl_status mvl_chat_encode_raw(const mvl_tokenizer *tok, const char *text, size_
 /* ---- model and generation ---- */
 
 /* A loaded MiniMax-VL-01 (vision tower, projector, decoder) on the CPU
- * backend. Read-only after load: several mvl_seq may share one model, but
- * calls that compute must not run concurrently (the backend is threaded
- * inside). BF16/F16 weights are widened to float32 at load (2x memory). */
+ * backend, or with the decoder on the GPU (mvl_device). Read-only after load:
+ * several mvl_seq may share one model, but calls that compute (and, on
+ * cuda, mvl_seq_init/free) must not run concurrently (the backend is
+ * threaded inside). BF16/F16 weights are widened to float32 at load (2x
+ * memory) for the CPU stages. */
 typedef struct mvl_model mvl_model;
 
 /* How activations are computed. Weights are used as stored either way
@@ -307,13 +309,31 @@ typedef enum mvl_compute {
                             residual, RoPE and attention step (tests/reference/README.md) */
 } mvl_compute;
 
+/* Where the text decoder runs. MVL_DEVICE_CUDA: on GPU 0 in bf16
+ * (kernels/cuda_decoder.h: bf16 weights and activations, fp32 logits); the
+ * vision tower and projector still run on the CPU in float32 and images
+ * enter the GPU as embeddings; sampling stays on the CPU sampler over the
+ * host copy of the logits, so its semantics are the CPU's. The GPU holds up
+ * to 8 sequences of min(max_position_embeddings, 32768) positions each per
+ * model (MVL_ERR_LIMIT past either), prefill runs in steps of at most 2048
+ * rows. The GPU's rounding is fixed, so compute must stay MVL_COMPUTE_F32
+ * (the default; the CPU vision path then runs in float32): MVL_COMPUTE_BF16
+ * with cuda is MVL_ERR_ARG. A build without CUDA or a machine without a GPU
+ * fails at mvl_model_load with MVL_ERR_DEVICE. */
+typedef enum mvl_device {
+    MVL_DEVICE_CPU = 0,
+    MVL_DEVICE_CUDA,
+} mvl_device;
+
 typedef struct mvl_model_opts {
     int n_threads;       /* GEMM threads; 0 = the OpenBLAS default */
     mvl_compute compute; /* MVL_COMPUTE_F32 (0) unless set */
+    mvl_device device;   /* MVL_DEVICE_CPU (0) unless set */
 } mvl_model_opts;
 
 /* Opens DIR (see mvl_model_dir_open) and loads every weight. opts may be NULL
- * (float32 compute, default threads); an unknown compute mode is MVL_ERR_ARG. */
+ * (float32 compute on the CPU, default threads); an unknown compute mode or
+ * device is MVL_ERR_ARG. */
 mvl_status mvl_model_load(const char *dir, const mvl_model_opts *opts, mvl_model **out, mvl_error *err);
 void mvl_model_free(mvl_model *m);
 
@@ -345,6 +365,8 @@ mvl_status mvl_model_embed_image(const mvl_model *m, const mvl_image_input *img,
  * new tokens. Owned by the caller; it borrows its model, which must outlive it. */
 typedef struct mvl_seq mvl_seq;
 
+/* On cuda the sequence takes one of the model's GPU slots: MVL_ERR_LIMIT when
+ * all are held (mvl_seq_free gives it back). */
 mvl_status mvl_seq_init(const mvl_model *m, mvl_seq **out, mvl_error *err);
 void mvl_seq_free(mvl_seq *s);
 /* Positions consumed so far (a pending sampled token not included). */
@@ -356,8 +378,9 @@ void mvl_seq_reset(mvl_seq *s);
  * packed embeddings of images[0..n_images) in order; their total count must
  * match exactly (MVL_ERR_ARG otherwise). A token sampled by mvl_seq_generate
  * and not yet run goes first. logits: NULL or [n, vocab] float32, one row per
- * appended id. Invalid input (MVL_ERR_ARG) leaves the sequence as it was; a
- * failure inside the forward pass (out of memory) resets it. */
+ * appended id. Invalid input (MVL_ERR_ARG; on cuda also MVL_ERR_LIMIT past
+ * the context a slot holds) leaves the sequence as it was; a failure inside
+ * the forward pass (out of memory) resets it. */
 mvl_status mvl_seq_append(mvl_seq *s, const int32_t *ids, size_t n, const mvl_image_input *images,
                           size_t n_images, float *logits, mvl_error *err);
 /* Logits [vocab] after the last position run; NULL before any. Owned by s. */

@@ -20,7 +20,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     size_t np = argc > 2 ? (size_t)atol(argv[2]) : 512, nd = argc > 3 ? (size_t)atol(argv[3]) : 64;
-    mvl_model_opts mo = {argc > 4 ? atoi(argv[4]) : 0, MVL_COMPUTE_F32};
+    mvl_model_opts mo = {.n_threads = argc > 4 ? atoi(argv[4]) : 0};
     mvl_error err = {0};
     mvl_model *m;
     double t0 = now();

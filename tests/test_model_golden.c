@@ -87,7 +87,7 @@ static int32_t *load_case(const char *name, const image *imgs, size_t *n, mvl_im
 static void run_bf16_compute(const char *dir, const image *imgs) {
     mvl_error err = {0};
     mvl_model *m;
-    mvl_model_opts mo = {0, MVL_COMPUTE_BF16};
+    mvl_model_opts mo = {.compute = MVL_COMPUTE_BF16};
     if (mvl_model_load(dir, &mo, &m, &err) != MVL_OK) {
         fprintf(stderr, "%s\n", err.msg);
         failures++;

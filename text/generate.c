@@ -5,35 +5,62 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/cuda_decoder.h"
 #include "text/generate.h"
+
+/* MVL_DEVICE_CUDA (include/mvl.h): sequences per model, positions per
+ * sequence (the KV caches of all slots are sized up front, so the released
+ * model's 10M positions would not fit), rows per forward step. */
+enum { GPU_SLOTS = 8, GPU_MAX_CTX = 32768, GPU_STEP_ROWS = 2048 };
 
 struct mvl_model {
     mvl_model_dir *md;
     mvl_preproc_config pp;
     mvl_vit vit;
     mvl_projector proj;
-    mvl_decoder dec;
+    mvl_decoder dec;          /* on cuda only its cfg is set: the weights live on the GPU */
+    mvl_cuda_dec *gpu;        /* the decoder on GPU 0 (MVL_DEVICE_CUDA), else NULL */
+    mvl_cuda_dec_opts gpu_opts;
+    bool *slot_used;          /* [GPU_SLOTS] on cuda: slots held by a mvl_seq */
     int32_t image_token_id;
 };
 
 struct mvl_seq {
     const mvl_model *m;
-    mvl_dec_state st;
+    mvl_dec_state st;   /* the CPU decoder's state (empty on cuda) */
+    int slot;           /* the GPU slot on cuda, else -1 */
     float *last_logits; /* [vocab] */
     int has_logits;
     int32_t pending;    /* sampled but not yet run; -1 when none */
 };
 
+/* The decoder on GPU 0: the CPU decoder keeps only the config (the sizes
+ * the API and the sequences read). */
+static mvl_status gpu_init(mvl_model *m, mvl_error *err) {
+    m->dec.cfg = mvl_model_dir_config(m->md)->text;
+    int64_t ctx = m->dec.cfg.max_position_embeddings;
+    m->gpu_opts = (mvl_cuda_dec_opts){.max_slots = GPU_SLOTS, .max_ctx = (int)(ctx < GPU_MAX_CTX ? ctx : GPU_MAX_CTX),
+                                      .max_tokens = GPU_STEP_ROWS};
+    m->slot_used = mvl_calloc(GPU_SLOTS, sizeof *m->slot_used, err);
+    return m->slot_used ? mvl_cuda_dec_init(m->md, &m->gpu_opts, &m->gpu, err) : MVL_ERR_NOMEM;
+}
+
 mvl_status mvl_model_load(const char *dir, const mvl_model_opts *opts, mvl_model **out, mvl_error *err) {
     *out = NULL;
+    mvl_model_opts o = opts ? *opts : (mvl_model_opts){0};
+    if (o.compute != MVL_COMPUTE_F32 && o.compute != MVL_COMPUTE_BF16)
+        return mvl_fail(err, MVL_ERR_ARG, "%s: unknown compute mode %d (MVL_COMPUTE_F32 or MVL_COMPUTE_BF16)", dir,
+                        (int)o.compute);
+    if (o.device != MVL_DEVICE_CPU && o.device != MVL_DEVICE_CUDA)
+        return mvl_fail(err, MVL_ERR_ARG, "%s: unknown device %d (MVL_DEVICE_CPU or MVL_DEVICE_CUDA)", dir,
+                        (int)o.device);
+    if (o.device == MVL_DEVICE_CUDA && o.compute != MVL_COMPUTE_F32)
+        return mvl_fail(err, MVL_ERR_ARG,
+                        "%s: the CUDA decoder always computes in bf16; the compute mode applies to the CPU only",
+                        dir);
     mvl_model *m = mvl_calloc(1, sizeof *m, err);
     if (!m) return MVL_ERR_NOMEM;
-    if (opts && opts->compute != MVL_COMPUTE_F32 && opts->compute != MVL_COMPUTE_BF16) {
-        free(m);
-        return mvl_fail(err, MVL_ERR_ARG, "%s: unknown compute mode %d (MVL_COMPUTE_F32 or MVL_COMPUTE_BF16)", dir,
-                        (int)opts->compute);
-    }
-    if (opts) mvl_ops_set_threads(opts->n_threads);
+    if (opts) mvl_ops_set_threads(o.n_threads);
     mvl_status st = mvl_model_dir_open(dir, &m->md, err);
     if (st == MVL_OK) {
         mvl_preproc_config_default(&m->pp);
@@ -51,9 +78,9 @@ mvl_status mvl_model_load(const char *dir, const mvl_model_opts *opts, mvl_model
     }
     if (st == MVL_OK) st = mvl_vit_init(m->md, &m->vit, err);
     if (st == MVL_OK) st = mvl_projector_init(m->md, &m->proj, err);
-    if (st == MVL_OK) st = mvl_decoder_init(m->md, &m->dec, err);
+    if (st == MVL_OK) st = o.device == MVL_DEVICE_CUDA ? gpu_init(m, err) : mvl_decoder_init(m->md, &m->dec, err);
     if (st == MVL_OK) /* the one place the compute mode is read; the stages round through it */
-        m->vit.bf16 = m->proj.bf16 = m->dec.bf16 = opts && opts->compute == MVL_COMPUTE_BF16;
+        m->vit.bf16 = m->proj.bf16 = m->dec.bf16 = o.compute == MVL_COMPUTE_BF16;
     if (st != MVL_OK) {
         mvl_model_free(m);
         return st;
@@ -67,6 +94,8 @@ void mvl_model_free(mvl_model *m) {
     mvl_vit_free(&m->vit);
     mvl_projector_free(&m->proj);
     mvl_decoder_free(&m->dec);
+    mvl_cuda_dec_free(m->gpu);
+    free(m->slot_used);
     mvl_model_dir_close(m->md);
     free(m);
 }
@@ -123,14 +152,33 @@ mvl_status mvl_model_embed_image(const mvl_model *m, const mvl_image_input *img,
     return MVL_OK;
 }
 
+/* A free GPU slot for s, emptied (a freed sequence leaves its state behind). */
+static mvl_status slot_take(mvl_seq *s, mvl_error *err) {
+    const mvl_model *m = s->m;
+    for (int i = 0; i < m->gpu_opts.max_slots; i++)
+        if (!m->slot_used[i]) {
+            mvl_status st = mvl_cuda_dec_reset(m->gpu, i, err);
+            if (st == MVL_OK) {
+                m->slot_used[i] = true;
+                s->slot = i;
+            }
+            return st;
+        }
+    return mvl_fail(err, MVL_ERR_LIMIT, "all %d sequences the CUDA decoder holds per model are in use; free one first",
+                    m->gpu_opts.max_slots);
+}
+
 mvl_status mvl_seq_init(const mvl_model *m, mvl_seq **out, mvl_error *err) {
     *out = NULL;
     mvl_seq *s = mvl_calloc(1, sizeof *s, err);
     if (!s) return MVL_ERR_NOMEM;
     s->m = m;
+    s->slot = -1;
     s->pending = -1;
     s->last_logits = mvl_malloc((size_t)m->dec.cfg.vocab_size * sizeof(float), err);
-    mvl_status st = s->last_logits ? mvl_dec_state_init(&m->dec, &s->st, err) : MVL_ERR_NOMEM;
+    mvl_status st = !s->last_logits ? MVL_ERR_NOMEM
+                    : m->gpu        ? slot_take(s, err)
+                                    : mvl_dec_state_init(&m->dec, &s->st, err);
     if (st != MVL_OK) {
         mvl_seq_free(s);
         return st;
@@ -141,20 +189,64 @@ mvl_status mvl_seq_init(const mvl_model *m, mvl_seq **out, mvl_error *err) {
 
 void mvl_seq_free(mvl_seq *s) {
     if (!s) return;
+    if (s->slot >= 0) s->m->slot_used[s->slot] = false;
     mvl_dec_state_free(&s->st);
     free(s->last_logits);
     free(s);
 }
 
-int64_t mvl_seq_length(const mvl_seq *s) { return s->st.len; }
+int64_t mvl_seq_length(const mvl_seq *s) { return s->slot >= 0 ? mvl_cuda_dec_length(s->m->gpu, s->slot) : s->st.len; }
 
 void mvl_seq_reset(mvl_seq *s) {
-    mvl_dec_state_reset(&s->m->dec, &s->st);
+    mvl_error ignored; /* a device error here comes back from the next step */
+    if (s->slot >= 0) (void)mvl_cuda_dec_reset(s->m->gpu, s->slot, &ignored);
+    else mvl_dec_state_reset(&s->m->dec, &s->st);
     s->has_logits = 0;
     s->pending = -1;
 }
 
 const float *mvl_seq_last_logits(const mvl_seq *s) { return s->has_logits ? s->last_logits : NULL; }
+
+/* Runs n rows on the sequence's decoder, the one place the devices differ.
+ * Row i is token ids[i] (in the vocabulary), or row i of x where ids[i] < 0
+ * (images). x: [n, H] float32 whose id rows the CPU overwrites with their
+ * embeddings; may be NULL on cuda when every row has an id. logits: NULL or
+ * [n, vocab]; the last row's go to s->last_logits. A failure once something
+ * ran resets the sequence. */
+static mvl_status run_rows(mvl_seq *s, const int32_t *ids, float *x, int64_t n, float *logits, mvl_error *err) {
+    const mvl_model *m = s->m;
+    int64_t H = m->dec.cfg.hidden_size, V = m->dec.cfg.vocab_size;
+    mvl_status st = MVL_OK;
+    if (!m->gpu) {
+        for (int64_t r = 0, e; r < n && st == MVL_OK; r = e + 1) { /* each run of ids, up to an image row */
+            for (e = r; e < n && ids[e] >= 0; e++) {}
+            if (e > r) st = mvl_decoder_embed(&m->dec, ids + r, e - r, x + r * H, err);
+        }
+        if (st == MVL_OK) st = mvl_decoder_forward(&m->dec, &s->st, x, n, logits, s->last_logits, NULL, err);
+        if (st != MVL_OK) mvl_seq_reset(s);
+        return st;
+    }
+    int64_t len = mvl_cuda_dec_length(m->gpu, s->slot);
+    if (len + n > m->gpu_opts.max_ctx)
+        return mvl_fail(err, MVL_ERR_LIMIT, "%lld positions after %lld exceed the %d a CUDA decoder sequence holds",
+                        (long long)n, (long long)len, m->gpu_opts.max_ctx);
+    if (n == 1 && ids[0] >= 0 && !logits) { /* a decode step: the captured graph */
+        st = mvl_cuda_dec_decode(m->gpu, 1, &s->slot, ids, s->last_logits, err);
+    } else {
+        for (int64_t r = 0; r < n && st == MVL_OK; r += m->gpu_opts.max_tokens) {
+            int rows = (int)(n - r < m->gpu_opts.max_tokens ? n - r : m->gpu_opts.max_tokens);
+            bool image = false;
+            for (int i = 0; i < rows; i++) image |= ids[r + i] < 0;
+            mvl_cuda_dec_step step = {.n_seq = 1, .slot = &s->slot, .n_new = &rows, .ids = ids + r,
+                                      .embeds = image ? x + r * H : NULL,
+                                      .last_logits = r + rows == n ? s->last_logits : NULL,
+                                      .logits = logits ? logits + r * V : NULL};
+            st = mvl_cuda_dec_forward(m->gpu, &step, err);
+        }
+    }
+    if (st != MVL_OK) mvl_seq_reset(s);
+    return st;
+}
 
 mvl_status mvl_seq_append(mvl_seq *s, const int32_t *ids, size_t n, const mvl_image_input *images, size_t n_images,
                           float *logits, mvl_error *err) {
@@ -163,7 +255,12 @@ mvl_status mvl_seq_append(mvl_seq *s, const int32_t *ids, size_t n, const mvl_im
     size_t lead = s->pending >= 0 ? 1 : 0, total = n + lead;
     if (total == 0) return MVL_OK;
     int64_t want = 0, have = 0;
-    for (size_t i = 0; i < n; i++) have += ids[i] == m->image_token_id;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= V)
+            return mvl_fail(err, MVL_ERR_ARG, "token id %d at position %zu is outside the vocabulary (0..%lld)", ids[i],
+                            i, (long long)V - 1);
+        have += ids[i] == m->image_token_id;
+    }
     for (size_t k = 0; k < n_images; k++) {
         mvl_status st = check_image(m, &images[k], err);
         if (st != MVL_OK) return st;
@@ -172,16 +269,16 @@ mvl_status mvl_seq_append(mvl_seq *s, const int32_t *ids, size_t n, const mvl_im
     if (have != want)
         return mvl_fail(err, MVL_ERR_ARG, "the prompt holds %lld image tokens (id %d) but the %zu image(s) need %lld",
                         (long long)have, m->image_token_id, n_images, (long long)want);
-    float *x = mvl_malloc(total * (size_t)H * sizeof(float), err);
-    int32_t *all = x ? mvl_malloc(total * sizeof(int32_t), err) : NULL;
+    bool need_x = !m->gpu || n_images > 0; /* the GPU embeds ids itself */
+    float *x = need_x ? mvl_malloc(total * (size_t)H * sizeof(float), err) : NULL;
+    int32_t *all = x || !need_x ? mvl_malloc(total * sizeof(int32_t), err) : NULL;
     float *lg = NULL;
     mvl_status st = all ? MVL_OK : MVL_ERR_NOMEM;
     if (st == MVL_OK) {
         if (lead) all[0] = s->pending;
         memcpy(all + lead, ids, n * sizeof(int32_t));
-        st = mvl_decoder_embed(&m->dec, all, (int64_t)total, x, err);
     }
-    /* image embeddings replace the image-token rows in order (masked_scatter, §4.4) */
+    /* image embeddings take the image-token rows in order (masked_scatter, §4.4); -1 marks them for run_rows */
     int64_t row = (int64_t)lead;
     for (size_t k = 0; k < n_images && st == MVL_OK; k++) {
         float *emb;
@@ -190,7 +287,7 @@ mvl_status mvl_seq_append(mvl_seq *s, const int32_t *ids, size_t n, const mvl_im
         for (int64_t j = 0; j < cnt && st == MVL_OK; j++) {
             while (all[row] != m->image_token_id) row++;
             memcpy(x + row * H, emb + j * H, (size_t)H * sizeof(float));
-            row++;
+            all[row++] = -1;
         }
         free(emb);
     }
@@ -198,10 +295,7 @@ mvl_status mvl_seq_append(mvl_seq *s, const int32_t *ids, size_t n, const mvl_im
         lg = mvl_malloc(total * (size_t)V * sizeof(float), err);
         if (!lg) st = MVL_ERR_NOMEM;
     }
-    if (st == MVL_OK) {
-        st = mvl_decoder_forward(&m->dec, &s->st, x, (int64_t)total, lead ? lg : logits, s->last_logits, NULL, err);
-        if (st != MVL_OK) mvl_seq_reset(s); /* failed part-way: the state is no longer consistent */
-    }
+    if (st == MVL_OK) st = run_rows(s, all, x, (int64_t)total, lead ? lg : logits, err);
     if (st == MVL_OK) {
         if (lg) memcpy(logits, lg + V, n * (size_t)V * sizeof(float));
         s->has_logits = 1;
@@ -246,10 +340,11 @@ mvl_status mvl_seq_generate(mvl_seq *s, const mvl_generate_opts *o, int32_t *out
             s->pending = id; /* run by the next append, so a follow-up turn sees it */
             break;
         }
-        /* decode step: one position on the kept state */
-        st = mvl_decoder_embed(&s->m->dec, &id, 1, x, err);
-        if (st == MVL_OK) st = mvl_decoder_forward(&s->m->dec, &s->st, x, 1, NULL, s->last_logits, NULL, err);
-        if (st != MVL_OK) mvl_seq_reset(s);
+        /* decode step: one position on the kept state; pending until it ran (a context
+         * limit leaves it for the next append, a failure resets the sequence) */
+        s->pending = id;
+        st = run_rows(s, &id, x, 1, NULL, err);
+        if (st == MVL_OK) s->pending = -1;
     }
     free(x);
     mvl_sampler_free(smp);
