@@ -167,7 +167,7 @@ int mvl_cli_common_options(mvl_cli_common *c, const char *prompt_help, mvl_cli_o
         {NULL, "--min-p", MVL_OPT_FLOAT, &c->min_p, "P  drop tokens below P x the top probability (0 = off)"},
         {NULL, "--seed", MVL_OPT_INT, &c->seed, "S  sampling seed (default 0)"},
         {"-t", "--threads", MVL_OPT_INT, &c->threads, "N  CPU threads (default: OpenBLAS's choice)"},
-        {NULL, "--device", MVL_OPT_STR, &c->device, "DEV  cpu (default); cuda arrives with the CUDA decoder"},
+        {NULL, "--device", MVL_OPT_STR, &c->device, "DEV  cpu (default) or cuda: the text decoder on GPU 0 in bf16 (images still on the CPU)"},
         {NULL, "--compute", MVL_OPT_STR, &c->compute,
          "f32|bf16  activations in float32 (default) or rounded to bf16 as HF runs a bf16 checkpoint"},
         {NULL, "--max-image-tokens", MVL_OPT_INT, &c->max_image_tokens,
@@ -194,14 +194,19 @@ int mvl_cli_common_check(const char *cmd, const char *usage, mvl_cli_common *c) 
         return mvl_cli_usage_error(cmd, usage, "a sampling or thread value is out of range");
     if (c->max_tiles < 0 || c->max_image_tokens < 0)
         return mvl_cli_usage_error(cmd, usage, "--max-tiles and --max-image-tokens must be positive");
-    if (strcmp(c->device, "cpu"))
-        return mvl_cli_usage_error(cmd, usage, "--device %s: only cpu is available in this build of the decoder",
-                                   c->device);
-    int rc = mvl_cli_parse_compute(cmd, usage, c->compute, &c->model_opts.compute);
+    int rc = mvl_cli_parse_device(cmd, usage, c->device, &c->model_opts.device);
+    if (rc < 0) rc = mvl_cli_parse_compute(cmd, usage, c->compute, &c->model_opts.compute);
     if (rc >= 0) return rc;
     c->model_opts.n_threads = (int)c->threads;
     if (!c->dir) c->dir = mvl_cli_default_model();
     if (c->log_file && !mvl_cli_log_open(c->log_file)) return MVL_EXIT_ERROR;
+    return -1;
+}
+
+int mvl_cli_parse_device(const char *cmd, const char *usage, const char *value, mvl_device *out) {
+    if (!strcmp(value, "cpu")) *out = MVL_DEVICE_CPU;
+    else if (!strcmp(value, "cuda")) *out = MVL_DEVICE_CUDA; /* no GPU: the model load says so */
+    else return mvl_cli_usage_error(cmd, usage, "--device takes cpu or cuda, not '%s'", value);
     return -1;
 }
 

@@ -76,7 +76,7 @@ typedef struct mvl_cli_common {
     double temp, top_p, min_p;
     int json, stream, verbose, strict, no_exif;
     mvl_cli_list images;
-    mvl_model_opts model_opts; /* threads and compute mode, set by mvl_cli_common_check */
+    mvl_model_opts model_opts; /* threads, compute mode and device, set by mvl_cli_common_check */
 } mvl_cli_common;
 
 #define MVL_CLI_COMMON_MAX 24 /* entries mvl_cli_common_options may write */
@@ -87,6 +87,8 @@ int mvl_cli_common_options(mvl_cli_common *c, const char *prompt_help, mvl_cli_o
 /* After parsing: range checks, the default model, --log-file opened. Returns
  * -1 to go on, or the exit code of a usage error. */
 int mvl_cli_common_check(const char *cmd, const char *usage, mvl_cli_common *c);
+/* --device cpu|cuda into *out; returns -1 to go on, or the exit code of a usage error. */
+int mvl_cli_parse_device(const char *cmd, const char *usage, const char *value, mvl_device *out);
 /* --compute f32|bf16 into *out; returns -1 to go on, or the exit code of a usage error. */
 int mvl_cli_parse_compute(const char *cmd, const char *usage, const char *value, mvl_compute *out);
 /* Generation options for c (no callback yet). */

@@ -78,7 +78,7 @@ int mvl_cmd_logits(int argc, char **argv) {
         {NULL, "--ids", MVL_OPT_STR, &ids_arg, "LIST  token ids instead of a prompt; each image id stands for one image"},
         {"-o", "--output", MVL_OPT_STR, &out_path, "OUT.npy  where the float32 [tokens, vocab] logits go"},
         {"-t", "--threads", MVL_OPT_INT, &threads, "N  GEMM threads (default: OpenBLAS's choice)"},
-        {NULL, "--device", MVL_OPT_STR, &device, "DEV  cpu (default); cuda arrives with the CUDA decoder"},
+        {NULL, "--device", MVL_OPT_STR, &device, "DEV  cpu (default) or cuda: the decoder on GPU 0 in bf16"},
         {NULL, "--compute", MVL_OPT_STR, &compute,
          "f32|bf16  activations in float32 (default) or rounded to bf16 as HF runs a bf16 checkpoint"},
         {NULL, "--max-image-tokens", MVL_OPT_INT, &max_tokens, "N  smaller canvas: at most N visual tokens per image"},
@@ -98,10 +98,9 @@ int mvl_cmd_logits(int argc, char **argv) {
     if (raw && !prompt) return mvl_cli_usage_error("logits", usage, "--raw goes with -p");
     if ((raw || ids_arg) && system) return mvl_cli_usage_error("logits", usage, "--system goes with a templated -p");
     if (max_tiles < 0 || max_tokens < 0) return mvl_cli_usage_error("logits", usage, "--max-tiles and --max-image-tokens must be positive");
-    if (strcmp(device, "cpu"))
-        return mvl_cli_usage_error("logits", usage, "--device %s: only cpu is available in this build of the decoder", device);
     if (threads < 0 || threads > 1024) return mvl_cli_usage_error("logits", usage, "--threads must be 0..1024");
-    mvl_model_opts mo = {(int)threads, MVL_COMPUTE_F32};
+    mvl_model_opts mo = {.n_threads = (int)threads};
+    if ((rc = mvl_cli_parse_device("logits", usage, device, &mo.device)) >= 0) return rc;
     if ((rc = mvl_cli_parse_compute("logits", usage, compute, &mo.compute)) >= 0) return rc;
     int32_t *ids = NULL;
     size_t n = 0;
