@@ -16,25 +16,11 @@
 #include <vector>
 
 #include "kernels/cuda_dec_ops.cuh"
+#include "gpu_test_util.cuh"
 extern "C" {
 #include "kernels/gpu.h"
 }
 
-#define CK(call)                                                                                                       \
-    do {                                                                                                               \
-        cudaError_t e_ = (call);                                                                                       \
-        if (e_ != cudaSuccess) {                                                                                       \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));                   \
-            exit(1);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
-#define MV(call)                                                                                                       \
-    do {                                                                                                               \
-        if ((call) != MVL_OK) {                                                                                        \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, err.msg);                                    \
-            exit(1);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
 
 enum { H = 64, KV = 8, D = 128, ROT = 64, W = (H + 2 * KV) * D };
 static const float THETA = 1e7f;

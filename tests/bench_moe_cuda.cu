@@ -17,24 +17,10 @@
 #include <vector>
 
 #include "kernels/cuda_dec_ops.cuh"
+#include "gpu_test_util.cuh"
 #include "kernels/cuda_vit.h"
 #include "kernels/gpu.h"
 
-#define CK(call)                                                                                                       \
-    do {                                                                                                               \
-        cudaError_t e_ = (call);                                                                                       \
-        if (e_ != cudaSuccess) {                                                                                       \
-            fprintf(stderr, "bench_moe_cuda: %s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));     \
-            exit(1);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
-#define OK(call)                                                                                                       \
-    do {                                                                                                               \
-        if ((call) != MVL_OK) {                                                                                        \
-            fprintf(stderr, "bench_moe_cuda: %s:%d %s: %s\n", __FILE__, __LINE__, #call, err.msg);                    \
-            exit(1);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
 
 static mvl_error err;
 static FILE *table;
@@ -96,7 +82,7 @@ int main(int argc, char **argv) {
     uint8_t *src, *dst;
     CK(cudaMalloc(&src, cbytes));
     CK(cudaMalloc(&dst, cbytes));
-    OK(mvl_cuda_fill_random_u8(s, src, (int64_t)cbytes, 5u, &err));
+    MV(mvl_cuda_fill_random_u8(s, src, (int64_t)cbytes, 5u, &err));
     const double cms = time_ms(s, 10, [&](int) { CK(cudaMemcpyAsync(dst, src, cbytes, cudaMemcpyDeviceToDevice, s)); });
     const double copy_gbs = 2.0 * cbytes / (cms * 1e-3) / 1e9;
     out("## 1. HBM copy bandwidth\ncudaMemcpyAsync D2D 2 GiB: %.3f ms, %.0f GB/s (read + write)\n\n", cms, copy_gbs);
@@ -110,13 +96,13 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&wbuf, wmax * 2));
     CK(cudaMalloc(&xbuf, (size_t)64 * 8192 * 2));
     CK(cudaMalloc(&ybuf, (size_t)64 * 200064 * 2));
-    OK(mvl_cuda_fill_random_bf16(s, wbuf, (int64_t)wmax, 7u, 0.03f, &err));
-    OK(mvl_cuda_fill_random_bf16(s, xbuf, (int64_t)64 * 8192, 8u, 1.0f, &err));
+    MV(mvl_cuda_fill_random_bf16(s, wbuf, (int64_t)wmax, 7u, 0.03f, &err));
+    MV(mvl_cuda_fill_random_bf16(s, xbuf, (int64_t)64 * 8192, 8u, 1.0f, &err));
     mvl_cuda_gemm g;
     void *ws;
     const size_t ws_size = 32u << 20;
     CK(cudaMalloc(&ws, ws_size));
-    OK(mvl_cuda_gemm_init(&g, ws, ws_size, &err));
+    MV(mvl_cuda_gemm_init(&g, ws, ws_size, &err));
     out("## 2. small-batch Linear y[n,R] = x[n,C] W^T, bf16 out (bytes: W + x + y)\n");
     out("| C -> R | n | skinny us | skinny GB/s | %% copy | cuBLASLt us | cuBLASLt GB/s | %% copy | speed-up |\n");
     out("|---|---|---|---|---|---|---|---|---|\n");
@@ -127,10 +113,10 @@ int main(int argc, char **argv) {
         for (int n : {1, 8, 16, 32, 64}) {
             const double bytes = 2.0 * (wel + (double)n * C + (double)n * R);
             const double ts = time_ms(s, 20, [&](int i) {
-                OK(mvl_cuda_linear_small(s, xbuf, n, C, wbuf + (size_t)(i % copies) * wel, R, ybuf, 0, &err));
+                MV(mvl_cuda_linear_small(s, xbuf, n, C, wbuf + (size_t)(i % copies) * wel, R, ybuf, 0, &err));
             });
             const double tc = time_ms(s, 20, [&](int i) {
-                OK(mvl_cuda_linear(&g, s, xbuf, n, C, wbuf + (size_t)(i % copies) * wel, R, nullptr, ybuf, 0, 0, &err));
+                MV(mvl_cuda_linear(&g, s, xbuf, n, C, wbuf + (size_t)(i % copies) * wel, R, nullptr, ybuf, 0, 0, &err));
             });
             const double gs = bytes / (ts * 1e-3) / 1e9, gc = bytes / (tc * 1e-3) / 1e9;
             out("| %d -> %d | %d | %.1f | %.0f | %.1f | %.1f | %.0f | %.1f | %.2fx |\n", C, R, n, ts * 1e3, gs,
@@ -151,14 +137,14 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&u, (size_t)nmax * H * 2));
     CK(cudaMalloc(&y, (size_t)nmax * H * 2));
     CK(cudaMalloc(&ecount, E * sizeof(int)));
-    OK(mvl_cuda_fill_random_bf16(s, router, (int64_t)E * H, 21u, 0.02f, &err));
-    OK(mvl_cuda_fill_random_bf16(s, w13, (int64_t)E * 2 * I * H, 22u, 0.038f, &err));
-    OK(mvl_cuda_fill_random_bf16(s, w2, (int64_t)E * H * I, 23u, 0.031f, &err));
-    OK(mvl_cuda_fill_random_bf16(s, u, (int64_t)nmax * H, 24u, 1.0f, &err));
+    MV(mvl_cuda_fill_random_bf16(s, router, (int64_t)E * H, 21u, 0.02f, &err));
+    MV(mvl_cuda_fill_random_bf16(s, w13, (int64_t)E * 2 * I * H, 22u, 0.038f, &err));
+    MV(mvl_cuda_fill_random_bf16(s, w2, (int64_t)E * H * I, 23u, 0.031f, &err));
+    MV(mvl_cuda_fill_random_bf16(s, u, (int64_t)nmax * H, 24u, 1.0f, &err));
     w.router = router, w.w13 = w13, w.w2 = w2;
     void *scratch;
     CK(cudaMalloc(&scratch, mvl_cuda_moe_scratch(nmax, H, I, E, k)));
-    auto moe = [&](int n) { OK(mvl_cuda_moe(&g, s, &w, u, n, H, I, E, k, y, scratch, ecount, &err)); };
+    auto moe = [&](int n) { MV(mvl_cuda_moe(&g, s, &w, u, n, H, I, E, k, y, scratch, ecount, &err)); };
     auto distinct = [&]() {
         std::vector<int> c(E);
         CK(cudaMemcpy(c.data(), ecount, E * sizeof(int), cudaMemcpyDeviceToHost));
@@ -200,7 +186,7 @@ int main(int argc, char **argv) {
     mvl_cuda_moe_small_max = 64;
 
     double ceiling;
-    OK(mvl_cuda_gemm_ceiling(8192, 8192, 8192, 10, &ceiling, &err));
+    MV(mvl_cuda_gemm_ceiling(8192, 8192, 8192, 10, &ceiling, &err));
     out("\n## 4. MoE prefill (FLOPs = n k 3 2 H I); cuBLASLt bf16 8192^3 ceiling %.0f TFLOP/s\n", ceiling);
     out("| n | experts | ms | TFLOP/s | %% ceiling |\n|---|---|---|---|---|\n");
     for (int n : {1024, 8192, 32768}) {

@@ -20,26 +20,12 @@
 #include <vector>
 
 #include "kernels/cuda_dec_ops.cuh"
+#include "gpu_test_util.cuh"
 extern "C" {
 #include "kernels/gpu.h"
 #include "kernels/ops.h"
 }
 
-#define CK(call)                                                                                                       \
-    do {                                                                                                               \
-        cudaError_t e_ = (call);                                                                                       \
-        if (e_ != cudaSuccess) {                                                                                       \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));                   \
-            exit(1);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
-#define MV(call)                                                                                                       \
-    do {                                                                                                               \
-        if ((call) != MVL_OK) {                                                                                        \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, err.msg);                                    \
-            exit(1);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
 
 struct Dims {
     const char *name;

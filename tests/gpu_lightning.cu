@@ -31,19 +31,12 @@
 #include <vector>
 
 #include "kernels/cuda_dec_ops.cuh"
+#include "gpu_test_util.cuh"
 extern "C" {
 #include "kernels/gpu.h"
 #include "text/decoder.h"
 }
 
-#define CK(call)                                                                                                       \
-    do {                                                                                                               \
-        cudaError_t e_ = (call);                                                                                       \
-        if (e_ != cudaSuccess) {                                                                                       \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));                     \
-            exit(1);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
 
 static const double OUT_BAR = 1e-2, STATE_BAR = 5e-3;
 

@@ -16,26 +16,12 @@
 #include <vector>
 
 #include "kernels/cuda_dec_ops.cuh"
+#include "gpu_test_util.cuh"
 #include "kernels/gpu.h"
 extern "C" {
 #include "kernels/ops.h"
 }
 
-#define CK(call)                                                                                                       \
-    do {                                                                                                               \
-        cudaError_t e_ = (call);                                                                                       \
-        if (e_ != cudaSuccess) {                                                                                       \
-            printf("FAILED: %s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));                       \
-            exit(1);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
-#define OK(call)                                                                                                       \
-    do {                                                                                                               \
-        if ((call) != MVL_OK) {                                                                                        \
-            printf("FAILED: %s:%d %s: %s\n", __FILE__, __LINE__, #call, err.msg);                                     \
-            exit(1);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
 
 static mvl_error err;
 static int failures;
@@ -108,7 +94,7 @@ static void test_linear(cudaStream_t s) {
             double e[2];
             for (int f32 = 0; f32 < 2; f32++) {
                 CK(cudaMemset(y, 0xff, (size_t)64 * R * 4));
-                OK(mvl_cuda_linear_small(s, x.dev, n, C, w.dev, R, y, f32, &err));
+                MV(mvl_cuda_linear_small(s, x.dev, n, C, w.dev, R, y, f32, &err));
                 CK(cudaStreamSynchronize(s));
                 if (f32) {
                     got.resize((size_t)n * R);
@@ -212,7 +198,7 @@ static void test_moe_case(mvl_cuda_gemm *g, cudaStream_t s, moe_model &m, int n,
     CK(cudaMemset(y, 0xff, (size_t)n * H * 2));
     CK(cudaMemset(ecount, 0xff, E * sizeof(int)));
     mvl_cuda_moe_small_max = small ? 64 : 0;
-    OK(mvl_cuda_moe(g, s, &m.dev, u.dev, n, H, m.I, E, k, y, scratch, ecount, &err));
+    MV(mvl_cuda_moe(g, s, &m.dev, u.dev, n, H, m.I, E, k, y, scratch, ecount, &err));
     CK(cudaStreamSynchronize(s));
     download_bf16(y, (size_t)n * H, got);
     CK(cudaMemcpy(gidx.data(), scratch, gidx.size() * 4, cudaMemcpyDeviceToHost));
@@ -256,7 +242,7 @@ static void test_moe_case(mvl_cuda_gemm *g, cudaStream_t s, moe_model &m, int n,
         CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
         mvl_status st = mvl_cuda_moe(g, s, &m.dev, u.dev, n, H, m.I, E, k, y, scratch, ecount, &err);
         CK(cudaStreamEndCapture(s, &gr));
-        OK(st);
+        MV(st);
         CK(cudaGraphInstantiate(&ge, gr, 0));
         CK(cudaGraphLaunch(ge, s));
         CK(cudaStreamSynchronize(s));
@@ -277,7 +263,7 @@ static void test_moe(cudaStream_t s) {
     void *ws;
     const size_t ws_size = 32u << 20;
     CK(cudaMalloc(&ws, ws_size));
-    OK(mvl_cuda_gemm_init(&g, ws, ws_size, &err));
+    MV(mvl_cuda_gemm_init(&g, ws, ws_size, &err));
     moe_model models[3];
     models[0].H = 512, models[0].I = 768, models[0].E = 32, models[0].k = 2, models[0].name = "mid";
     models[1].H = 128, models[1].I = 32, models[1].E = 4, models[1].k = 2, models[1].name = "tiny";
