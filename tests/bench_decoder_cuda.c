@@ -24,6 +24,7 @@
 #include "kernels/cuda_decoder.h"
 #include "kernels/cuda_vit.h"
 #include "kernels/gpu.h"
+#include "bench_util.h"
 
 #define LAYERS 4
 #define SLOTS 32
@@ -42,20 +43,6 @@ static void say(const char *fmt, ...) {
         vfprintf(out_file, fmt, ap);
         va_end(ap);
     }
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_d);
-    return t[n / 2];
 }
 
 static int fail(const mvl_error *err) {
@@ -111,7 +98,7 @@ static mvl_status profile(mvl_cuda_dec *g, step_fn step, void *ctx, int reps, st
     if (st == MVL_OK) {
         for (int i = 0; i < ns; i++) {
             for (int r = 0; r < reps; r++) col[r] = all[(size_t)r * ns + i];
-            ms[i] = median(col, reps);
+            ms[i] = mvl_bench_median(col, reps);
         }
         stage_split(c, ms, out);
     }
@@ -191,7 +178,7 @@ int main(int argc, char **argv) {
     const int max_tokens = SLOTS * CTX > max_prefill ? SLOTS * CTX : max_prefill;
     mvl_cuda_dec_opts opts = {SLOTS, max_tokens + 256, max_tokens};
     mvl_cuda_dec *g;
-    double t0 = now_ms();
+    double t0 = mvl_bench_now_ms();
     if (mvl_cuda_dec_init_random(&c, &opts, 1u, &g, &err) != MVL_OK) return fail(&err);
     size_t wb, ab, sb;
     mvl_cuda_dec_memory(g, &wb, &ab, &sb);
@@ -205,7 +192,7 @@ int main(int argc, char **argv) {
     say("| cuBLAS bf16 GEMM ceiling (8192^3) | %.0f TFLOP/s |\n", ceiling);
     say("| arena: weights / activations (%d rows) / state (%d slots x %d positions) | %.2f / %.2f / %.2f GiB |\n",
         max_tokens, SLOTS, opts.max_ctx, wb / 1073741824.0, ab / 1073741824.0, sb / 1073741824.0);
-    say("| init (random weights on the device) | %.1f s |\n\n", (now_ms() - t0) / 1e3);
+    say("| init (random weights on the device) | %.1f s |\n\n", (mvl_bench_now_ms() - t0) / 1e3);
 
     /* ---- prefill ---- */
     static const int prefill_n[] = {1024, 8192, 32768};
@@ -281,10 +268,10 @@ int main(int argc, char **argv) {
             double kv_rows = 0; /* positions each sequence's attention reads after this step's append */
             for (int b = 0; b < B; b++) kv_rows += (double)mvl_cuda_dec_length(g, b) + 1;
             random_ids(step_ids, B, c.vocab_size);
-            double a = now_ms();
+            double a = mvl_bench_now_ms();
             if (mvl_cuda_dec_decode(g, B, slots, step_ids, NULL, &err) != MVL_OK || mvl_cuda_dec_sync(g, &err))
                 return fail(&err);
-            t[s] = now_ms() - a;
+            t[s] = mvl_bench_now_ms() - a;
             if (mvl_cuda_dec_expert_counts(g, counts, &err) != MVL_OK) return fail(&err);
             double step_experts = 0;
             for (int l = 0; l < LAYERS; l++)
@@ -293,7 +280,7 @@ int main(int argc, char **argv) {
             bytes += n_lin * w_lin + n_soft * w_soft + w_fixed + 2 * B * H + step_experts * expert_b +
                      n_lin * (double)B * heads * d * d * 4 * 2 + n_soft * kv_rows * KV * 2 * 2;
         }
-        dec_ms[i] = median(t, STEPS);
+        dec_ms[i] = mvl_bench_median(t, STEPS);
         dec_experts[i] = distinct / STEPS;
         dec_bytes[i] = bytes / STEPS;
         decode_ctx dc = {B, slots, ones, step_ids, c.vocab_size};

@@ -13,15 +13,10 @@
 #include <time.h>
 
 #include "mvl.h"
+#include "bench_util.h"
 
 static const char *g_file;
 static int g_iters;
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 static int one_image(void) {
     mvl_image_opts o = {.strict_reference = 1};
@@ -56,11 +51,6 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: bench_preprocess FILE ITERS THREADS\n");
@@ -74,17 +64,16 @@ int main(int argc, char **argv) {
         double *t = malloc(sizeof(double) * g_iters);
         if (!t || one_image() < 0) return 1; /* warm-up */
         for (int i = 0; i < g_iters; i++) {
-            double t0 = now_ms();
+            double t0 = mvl_bench_now_ms();
             if (one_image() < 0) return 1;
-            t[i] = now_ms() - t0;
+            t[i] = mvl_bench_now_ms() - t0;
         }
-        qsort(t, g_iters, sizeof *t, cmp);
-        printf("ms_per_image %.3f\n", t[g_iters / 2]);
+        printf("ms_per_image %.3f\n", mvl_bench_median(t, g_iters));
         free(t);
     } else {
         pthread_t *th = malloc(sizeof(pthread_t) * threads);
         if (!th) return 1;
-        double t0 = now_ms();
+        double t0 = mvl_bench_now_ms();
         for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, worker, NULL);
         int bad = 0;
         for (int i = 0; i < threads; i++) {
@@ -93,7 +82,7 @@ int main(int argc, char **argv) {
             bad |= rv != NULL;
         }
         if (bad) return 1;
-        printf("images_per_s %.2f\n", threads * g_iters / ((now_ms() - t0) / 1e3));
+        printf("images_per_s %.2f\n", threads * g_iters / ((mvl_bench_now_ms() - t0) / 1e3));
         free(th);
     }
     /* VmHWM, not getrusage: ru_maxrss survives exec and would report the

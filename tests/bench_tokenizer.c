@@ -16,17 +16,7 @@
 
 #include "common/mvl_common.h"
 #include "tok_testutil.h"
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench_util.h"
 
 static int bench_load(const char *dir) {
     double t[5];
@@ -34,16 +24,16 @@ static int bench_load(const char *dir) {
     size_t n_ids = 0;
     for (int i = 0; i < 5; i++) {
         mvl_tokenizer *tok;
-        double t0 = now_ms();
+        double t0 = mvl_bench_now_ms();
         if (mvl_tokenizer_load(dir, &tok, &err) != MVL_OK) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
-        t[i] = now_ms() - t0;
+        t[i] = mvl_bench_now_ms() - t0;
         n_ids = mvl_tokenizer_n_ids(tok);
         mvl_tokenizer_free(tok);
     }
-    qsort(t, 5, sizeof *t, cmp_double);
+    qsort(t, 5, sizeof *t, mvl_bench_cmp_double);
     printf("load %s: %zu ids, median %.1f ms (min %.1f, max %.1f)\n", dir, n_ids, t[2], t[0], t[4]);
     return 0;
 }
@@ -63,7 +53,7 @@ static int bench_encode(const char *dir, const char *corpus) {
     for (int rep = 0; rep < 3; rep++) {
         total = 0;
         h = TOK_FNV0;
-        double t0 = now_ms();
+        double t0 = mvl_bench_now_ms();
         for (size_t pos = 0; pos < len;) {
             size_t end = pos + 10000 < len ? pos + 10000 : len;
             const char *nl = memchr(text + end, '\n', len - end);
@@ -79,7 +69,7 @@ static int bench_encode(const char *dir, const char *corpus) {
             free(ids);
             pos = end;
         }
-        double t = now_ms() - t0;
+        double t = mvl_bench_now_ms() - t0;
         if (t < best) best = t;
     }
     printf("encode %s: %zu bytes, %zu ids, hash %016llx, best %.1f ms, %.2f MB/s\n", dir, len, total,

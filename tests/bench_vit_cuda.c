@@ -20,22 +20,7 @@
 #include "kernels/cuda_vit.h"
 #include "kernels/gpu.h"
 #include "mvl.h"
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_d);
-    return t[n / 2];
-}
+#include "bench_util.h"
 
 static int fail(const mvl_error *err) {
     fprintf(stderr, "bench_vit_cuda: %s\n", err->msg);
@@ -140,20 +125,20 @@ int main(int argc, char **argv) {
         int64_t cnt = 0;
         int tiles_used = 0;
         for (int r = 0; r < reps + 2 && !rc; r++) { /* 2 warm-up runs */
-            double t0 = now_ms();
+            double t0 = mvl_bench_now_ms();
             mvl_image *img = NULL;
             mvl_preproc_result pr = {0};
             if (mvl_image_load(argv[3], NULL, &img, &err) != MVL_OK) { rc = fail(&err); break; }
-            double t1 = now_ms();
+            double t1 = mvl_bench_now_ms();
             if (mvl_preprocess(img, &pc, &pr, &err) != MVL_OK) {
                 rc = fail(&err);
                 mvl_image_free(img);
                 break;
             }
-            double t2 = now_ms();
+            double t2 = mvl_bench_now_ms();
             mvl_cuda_image im = {pr.width, pr.height, pr.cols, pr.rows};
             if (mvl_cuda_vit_encode(v, pr.tiles, 1, &im, &cnt, &err) != MVL_OK) rc = fail(&err);
-            double t3 = now_ms();
+            double t3 = mvl_bench_now_ms();
             tiles_used = pr.n_patches;
             if (r >= 2) {
                 t_dec[r - 2] = t1 - t0, t_pre[r - 2] = t2 - t1, t_gpu[r - 2] = t3 - t2, t_all[r - 2] = t3 - t0;
@@ -163,8 +148,8 @@ int main(int argc, char **argv) {
         }
         if (!rc)
             printf("e2e image=%s tiles=%d tokens=%lld decode_ms=%.2f preprocess_ms=%.2f gpu_ms=%.2f total_ms=%.2f\n",
-                   argv[3], tiles_used, (long long)cnt, median(t_dec, reps), median(t_pre, reps),
-                   median(t_gpu, reps), median(t_all, reps));
+                   argv[3], tiles_used, (long long)cnt, mvl_bench_median(t_dec, reps), mvl_bench_median(t_pre, reps),
+                   mvl_bench_median(t_gpu, reps), mvl_bench_median(t_all, reps));
         free(t_dec), free(t_pre), free(t_gpu), free(t_all);
     } else {
         fprintf(stderr, "bench_vit_cuda: bad arguments for mode '%s'\n", mode);

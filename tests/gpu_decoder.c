@@ -33,6 +33,7 @@
 #include "kernels/cuda_decoder.h"
 #include "kernels/gpu.h"
 #include "test_util.h"
+#include "bench_util.h"
 #include "text/decoder.h"
 
 #define PROMPT 700
@@ -86,16 +87,6 @@ static double worst_rows(const float *a, const float *b, int n, int V) {
     return w;
 }
 
-/* ||a - b|| / ||b|| over n values (the kernels' tests' measure). */
-static double frob_rel(const float *a, const float *b, size_t n) {
-    double num = 0, den = 1e-300;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d, den += (double)b[i] * b[i];
-    }
-    return sqrt(num / den);
-}
-
 /* Rows of [n, w] a whose relative error against b exceeds BAR. */
 static int bad_rows(const float *a, const float *b, int n, int w) {
     int cnt = 0;
@@ -103,16 +94,12 @@ static int bad_rows(const float *a, const float *b, int n, int w) {
     return cnt;
 }
 
-static int cmp_d(const void *x, const void *y) {
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
 /* Median over rows of the per-row relative error. */
 static double median_rows(const float *a, const float *b, int n, int w) {
     double *e = malloc((size_t)n * sizeof(double)), m;
     if (!e) return INFINITY;
     for (int i = 0; i < n; i++) e[i] = mvl_test_rel_err(a + (size_t)i * w, b + (size_t)i * w, (size_t)w);
-    qsort(e, (size_t)n, sizeof *e, cmp_d);
+    qsort(e, (size_t)n, sizeof *e, mvl_bench_cmp_double);
     m = e[n / 2];
     free(e);
     return m;
@@ -212,7 +199,7 @@ static int check_parity(const char *name, mvl_decoder *dec, mvl_decoder *f32, mv
     /* the CPU model tests' measure (tests/test_util.h), not met: a token whose router picks
      * another expert at a near tie differs by O(1) (see the header) */
     report(name, "(1) end to end: logits, whole tensor", mvl_test_rel_err(gl, cl, (size_t)n * V), 0, 0);
-    report(name, "(1) end to end: logits, ||gpu - cpu|| / ||cpu||", frob_rel(gl, cl, (size_t)n * V), 0, 0);
+    report(name, "(1) end to end: logits, ||gpu - cpu|| / ||cpu||", mvl_test_norm_rel_err(gl, cl, (size_t)n * V), 0, 0);
     report(name, "(1) end to end: logits, worst position", worst_rows(gl, cl, n, V), 0, 0);
     report_count(name, "(1) end to end: positions over 2e-2", bad_rows(gl, cl, n, V), 0);
     { /* the CPU reference against itself: chunks of 333 and 351, then 16 single steps */

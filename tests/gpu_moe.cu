@@ -17,6 +17,7 @@
 
 #include "kernels/cuda_dec_ops.cuh"
 #include "gpu_test_util.cuh"
+#include "test_util.h"
 #include "kernels/gpu.h"
 extern "C" {
 #include "kernels/ops.h"
@@ -55,15 +56,6 @@ static mvl_weight weight_of(const float *data, int64_t rows, int64_t cols) {
     return w;
 }
 
-static double rel_err(const float *y, const float *ref, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        d += ((double)y[i] - ref[i]) * ((double)y[i] - ref[i]);
-        r += (double)ref[i] * ref[i];
-    }
-    return sqrt(d / r);
-}
-
 static void download_bf16(const bf16 *dev, size_t n, std::vector<float> &out) {
     std::vector<uint16_t> b(n);
     CK(cudaMemcpy(b.data(), dev, n * 2, cudaMemcpyDeviceToHost));
@@ -100,7 +92,7 @@ static void test_linear(cudaStream_t s) {
                     got.resize((size_t)n * R);
                     CK(cudaMemcpy(got.data(), y, got.size() * 4, cudaMemcpyDeviceToHost));
                 } else download_bf16((const bf16 *)y, (size_t)n * R, got);
-                e[f32] = rel_err(got.data(), ref.data(), got.size());
+                e[f32] = mvl_test_norm_rel_err(got.data(), ref.data(), got.size());
             }
             bool ok = e[0] <= 1e-2 && e[1] <= 1e-4; // NaN (an unwritten element) fails
             failures += !ok;
@@ -230,7 +222,7 @@ static void test_moe_case(mvl_cuda_gemm *g, cudaStream_t s, moe_model &m, int n,
             a.insert(a.end(), got.begin() + (size_t)t * H, got.begin() + (size_t)(t + 1) * H);
             b.insert(b.end(), ref.begin() + (size_t)t * H, ref.begin() + (size_t)(t + 1) * H);
         }
-    const double e = rel_err(a.data(), b.data(), a.size());
+    const double e = mvl_test_norm_rel_err(a.data(), b.data(), a.size());
 
     // The decode path again, captured in a graph: bit-identical output.
     const char *gres = "-";

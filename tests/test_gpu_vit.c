@@ -15,20 +15,12 @@
 #include "kernels/gpu.h"
 #include "mvl.h"
 #include "projector/projector.h"
+#include "test_util.h"
 #include "vision/vit.h"
 
 #define BAR 1e-2
 
 static int failures;
-
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d, den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 static void report(const char *model, const char *what, double e) {
     int ok = e <= BAR && !isnan(e);
@@ -106,7 +98,7 @@ static int run_model(const char *dir, const char *name, const char *img_dir) {
                 memcpy(gf + (size_t)t * g * g * V, hid + ((size_t)t * ntok + 1) * V, (size_t)g * g * V * sizeof(float));
             char what[160];
             snprintf(what, sizeof what, "ViT features, %s (%d tiles)", images[i], n);
-            report(name, what, rel_err(gf, cf[i], (size_t)n * g * g * V));
+            report(name, what, mvl_test_norm_rel_err(gf, cf[i], (size_t)n * g * g * V));
         }
         free(hid);
         free(gf);
@@ -126,7 +118,7 @@ static int run_model(const char *dir, const char *name, const char *img_dir) {
         if (!rc) {
             char what[160];
             snprintf(what, sizeof what, "packed embeddings, %s (%lld tokens)", images[i], (long long)cnt);
-            report(name, what, rel_err(gp, cp[i], (size_t)cnt * D));
+            report(name, what, mvl_test_norm_rel_err(gp, cp[i], (size_t)cnt * D));
         }
         free(gp);
     }
@@ -154,7 +146,7 @@ static int run_model(const char *dir, const char *name, const char *img_dir) {
             if (!rc) {
                 memcpy(ref, cp[a], (size_t)ccnt[a] * D * sizeof(float));
                 memcpy(ref + (size_t)ccnt[a] * D, cp[b], (size_t)ccnt[b] * D * sizeof(float));
-                report(name, "packed embeddings, batch of two images", rel_err(gp, ref, (size_t)cnt * D));
+                report(name, "packed embeddings, batch of two images", mvl_test_norm_rel_err(gp, ref, (size_t)cnt * D));
             }
             free(gp);
             free(ref);

@@ -15,4 +15,15 @@ static inline double mvl_test_rel_err(const float *a, const float *b, size_t n) 
     return num / den;
 }
 
+/* ||a - b|| / ||b|| (Euclidean, over n values): the kernels' parity measure;
+ * ||a - b|| when b is all zero. */
+static inline double mvl_test_norm_rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d, den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 #endif
