@@ -715,7 +715,7 @@ extern "C" mvl_status mvl_cuda_vit_encode(mvl_cuda_vit *v, const uint8_t *tiles,
             return mvl_fail(err, MVL_ERR_LIMIT, "CUDA vision: the batch needs more than the %d tiles the arena holds",
                             v->max_tiles);
     }
-    TRY(stage_tiles(v, tiles, n, err));
+    if (tiles) TRY(stage_tiles(v, tiles, n, err));
     TRY(vit_enqueue(v, n, err));
     const int64_t V = v->cfg.hidden_size, G2 = (int64_t)v->grid * v->grid, D = v->dim_out, M = (int64_t)n * G2;
     k_select<<<mvl_grid_for(M * V, 256), 256, 0, v->stream>>>(v->resid, v->n_tok, (int)V, M * V, v->xn);
@@ -745,6 +745,11 @@ extern "C" mvl_status mvl_cuda_vit_encode(mvl_cuda_vit *v, const uint8_t *tiles,
     CUDA_CHECK(cudaStreamSynchronize(v->stream));
     *n_tokens = off;
     return MVL_OK;
+}
+
+extern "C" uint8_t *mvl_cuda_vit_staging(mvl_cuda_vit *v, void **stream) {
+    *stream = v->stream;
+    return v->tiles;
 }
 
 extern "C" const void *mvl_cuda_vit_packed(const mvl_cuda_vit *v, int *dim) {

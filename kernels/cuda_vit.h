@@ -46,8 +46,15 @@ mvl_status mvl_cuda_vit_forward_staged(mvl_cuda_vit *v, int n, mvl_error *err);
  * into out (host), waiting for the GPU. */
 mvl_status mvl_cuda_vit_hidden(mvl_cuda_vit *v, float *out, mvl_error *err);
 
+/* The device staging buffer the ViT reads its uint8 tiles from
+ * [max_tiles, S, S, 3], and the backend's stream (a cudaStream_t) in *stream:
+ * for producers that build the tiles on the GPU. Work they enqueue on that
+ * stream is ordered before the next forward or encode. */
+uint8_t *mvl_cuda_vit_staging(mvl_cuda_vit *v, void **stream);
+
 /* ViT + projector + packing for n_images images whose tiles are
- * concatenated in `tiles` (host uint8). The packed embeddings [*n_tokens, D]
+ * concatenated in `tiles` (host uint8; NULL: already in the device staging
+ * buffer, see mvl_cuda_vit_staging). The packed embeddings [*n_tokens, D]
  * bf16 stay on the device (mvl_cuda_vit_packed); images follow each other in
  * order (§4.1 step 8). Waits for the GPU before returning. */
 mvl_status mvl_cuda_vit_encode(mvl_cuda_vit *v, const uint8_t *tiles, int n_images,

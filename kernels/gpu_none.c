@@ -43,6 +43,11 @@ mvl_status mvl_cuda_vit_encode(mvl_cuda_vit *v, const uint8_t *tiles, int n_imag
     *n_tokens = 0;
     return MVL_NO_CUDA(err);
 }
+uint8_t *mvl_cuda_vit_staging(mvl_cuda_vit *v, void **stream) {
+    (void)v;
+    *stream = NULL;
+    return NULL;
+}
 const void *mvl_cuda_vit_packed(const mvl_cuda_vit *v, int *dim) {
     (void)v;
     *dim = 0;
