@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/cuda_dec_ops.cuh"
+#include "kernels/route_topk.h"
 
 int mvl_cuda_moe_small_max = 64;
 
@@ -265,26 +266,21 @@ struct moe_route {
 };
 
 // One token: logits (fp32 GEMM sums) rounded to bf16 as the reference's bf16
-// Linear, softmax in fp32, top-k by logit with ties to the lower index,
-// weights renormalised over the k.
+// Linear, softmax in fp32 (from double sums, as the CPU ops), the top k as
+// torch.topk keeps them among equal probabilities (route_topk.h: the rule the
+// CPU's bf16 mode follows, so both choose the same experts at ties), weights
+// renormalised over the k.
 __device__ void route_one(const float *lg, int E, int k, int *idx, float *wt) {
-    float mx = -INFINITY, sum = 0.f, total = 0.f;
+    float p[kMaxE];
+    int a[kMaxE];
+    float mx = -INFINITY;
     for (int e = 0; e < E; e++) mx = fmaxf(mx, bf16r(lg[e]));
-    for (int e = 0; e < E; e++) sum += expf(bf16r(lg[e]) - mx);
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        float bv = 0.f;
-        for (int e = 0; e < E; e++) {
-            bool taken = false;
-            for (int i = 0; i < j; i++) taken |= idx[i] == e;
-            const float v = bf16r(lg[e]);
-            if (!taken && (best < 0 || v > bv)) best = e, bv = v;
-        }
-        idx[j] = best;
-        wt[j] = expf(bv - mx) / sum;
-        total += wt[j];
-    }
-    for (int j = 0; j < k; j++) wt[j] /= total;
+    double sum = 0.0, total = 0.0;
+    for (int e = 0; e < E; e++) sum += exp((double)bf16r(lg[e]) - mx);
+    for (int e = 0; e < E; e++) p[e] = (float)(exp((double)bf16r(lg[e]) - mx) / sum);
+    mvl_topk_torch_order(p, E, k, a);
+    for (int j = 0; j < k; j++) total += p[a[j]];
+    for (int j = 0; j < k; j++) idx[j] = a[j], wt[j] = (float)(p[a[j]] / total);
 }
 
 // Decode (n <= 64, E <= 64): the router's split sums, routing, per-expert
@@ -474,10 +470,11 @@ mvl_status mvl_cuda_linear_small(cudaStream_t s, const bf16 *x, int n, int C, co
 
 mvl_status mvl_cuda_moe(mvl_cuda_gemm *g, cudaStream_t s, const mvl_cuda_moe_weights *w, const bf16 *u, int n, int H,
                         int I, int E, int k, bf16 *y, void *scratch, int *expert_count, mvl_error *err) {
-    if (n < 0 || H <= 0 || I <= 0 || H % 8 || I % 8 || E < 1 || E > kMaxE || k < 1 || k > kMaxK || k > E)
+    if (n < 0 || H <= 0 || I <= 0 || H % 8 || I % 8 || E < 1 || E > kMaxE || k < 1 || k > kMaxK || k > E ||
+        k * 64 <= E) // route_one follows torch.topk's rule for k * 64 > E only
         return mvl_fail(err, MVL_ERR_ARG,
                         "mvl_cuda_moe: n=%d H=%d I=%d E=%d k=%d: needs H and I multiples of 8 and 1 <= k <= %d, "
-                        "k <= E <= %d",
+                        "k <= E <= %d, k * 64 > E",
                         n, H, I, E, k, kMaxK, kMaxE);
     if (((uintptr_t)u | (uintptr_t)y | (uintptr_t)scratch | (uintptr_t)w->w13 | (uintptr_t)w->w2 |
          (uintptr_t)w->router) % 16)

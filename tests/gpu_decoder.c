@@ -215,6 +215,8 @@ static int check_parity(const char *name, mvl_decoder *dec, mvl_decoder *f32, mv
                 return die(&err, "CPU forward");
         }
         report(name, "CPU bf16 itself, chunked vs one prefill: worst", worst_rows(cl2, cl, n, V), 0, 0);
+        report(name, "CPU bf16 itself, chunked: ||a - b|| / ||b||", mvl_test_norm_rel_err(cl2, cl, (size_t)n * V), 0,
+               0);
         report_count(name, "CPU bf16 itself, chunked: positions over 2e-2", bad_rows(cl2, cl, n, V), 0);
         mvl_dec_state_free(&cs);
         free(x);

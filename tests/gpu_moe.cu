@@ -46,6 +46,12 @@ struct bf16_buf {
         CK(cudaMalloc(&dev, n * 2));
         CK(cudaMemcpy(dev, bits.data(), n * 2, cudaMemcpyHostToDevice));
     }
+    // Row dst := row src of a [rows, cols] matrix, host and device.
+    void copy_row(size_t dst, size_t src, size_t cols) {
+        for (size_t c = 0; c < cols; c++)
+            bits[dst * cols + c] = bits[src * cols + c], f[dst * cols + c] = f[src * cols + c];
+        CK(cudaMemcpy(dev + dst * cols, dev + src * cols, cols * 2, cudaMemcpyDeviceToDevice));
+    }
     ~bf16_buf() {
         if (dev) cudaFree(dev);
     }
@@ -112,18 +118,20 @@ static void test_linear(cudaStream_t s) {
 struct moe_model {
     int H, I, E, k;
     const char *name;
+    bool dup = false; // router row 2 = row 1: exact logit ties at the top-k boundary
     bf16_buf router, w13, w2;
     mvl_cuda_moe_weights dev;
     void init(int seed) {
         router.fill((size_t)E * H, seed, 0.05f);
+        if (dup) router.copy_row(2, 1, H);
         w13.fill((size_t)E * 2 * I * H, seed + 1, 3.0f / sqrtf((float)H));
         w2.fill((size_t)E * H * I, seed + 2, 3.0f / sqrtf((float)I));
         dev.router = router.dev, dev.w13 = w13.dev, dev.w2 = w2.dev;
     }
 };
 
-// The reference MoE of text/decoder.c in bf16 compute, routing ties to the
-// lower index: idx/gap per token (gap = p_k - p_(k+1) of the reference).
+// The reference MoE of text/decoder.c in bf16 compute, routing ties as
+// torch.topk does (route_topk.h): idx/gap per token (gap = p_k - p_(k+1) of the reference).
 static void moe_ref(const moe_model &m, const float *u, int n, std::vector<float> &y, std::vector<int> &idx,
                     std::vector<double> &gap) {
     const int H = m.H, I = m.I, E = m.E, k = m.k;
@@ -135,7 +143,7 @@ static void moe_ref(const moe_model &m, const float *u, int n, std::vector<float
     gap.resize(n);
     for (int t = 0; t < n; t++) {
         const float *l = &lg[(size_t)t * E];
-        mvl_op_route_topk(l, E, k, false, &idx[(size_t)t * k], &wt[(size_t)t * k]);
+        mvl_op_route_topk(l, E, k, true, &idx[(size_t)t * k], &wt[(size_t)t * k]);
         double mx = l[0], sum = 0;
         for (int e = 0; e < E; e++) mx = std::max(mx, (double)l[e]);
         std::vector<double> p(E);
@@ -197,8 +205,9 @@ static void test_moe_case(mvl_cuda_gemm *g, cudaStream_t s, moe_model &m, int n,
     CK(cudaMemcpy(count.data(), ecount, E * 4, cudaMemcpyDeviceToHost));
 
     // Routing: the same set of experts per token, unless the reference's
-    // k-th and (k+1)-th probabilities are within 1e-3.
-    int near = 0, hard = 0;
+    // k-th and (k+1)-th probabilities are within 1e-3. Where they are equal
+    // (equal bf16 logits), both follow torch.topk's rule: the same experts.
+    int near = 0, hard = 0, ties = 0, tie_diff = 0;
     std::vector<int> own(E, 0);
     std::vector<char> keep(n, 1);
     for (int t = 0; t < n; t++) {
@@ -210,6 +219,8 @@ static void test_moe_case(mvl_cuda_gemm *g, cudaStream_t s, moe_model &m, int n,
             for (int q = 0; q < k; q++) found |= ridx[(size_t)t * k + q] == e;
             same &= found;
         }
+        ties += gap[t] == 0.0;
+        tie_diff += gap[t] == 0.0 && !same;
         if (same) continue;
         keep[t] = 0;
         if (gap[t] < 1e-3) near++;
@@ -243,10 +254,11 @@ static void test_moe_case(mvl_cuda_gemm *g, cudaStream_t s, moe_model &m, int n,
         cudaGraphExecDestroy(ge);
         cudaGraphDestroy(gr);
     }
-    const bool ok = e <= 1e-2 && hard == 0 && counts_ok && (!graph || gres[0] == 's');
+    const bool ok = e <= 1e-2 && hard == 0 && tie_diff == 0 && (!m.dup || n < 8 || ties > 0) && counts_ok &&
+                    (!graph || gres[0] == 's');
     failures += !ok;
-    printf("%-6s %5d %-7s %6d %6d %7s %10.3e %7s %s\n", m.name, n, small ? "decode" : "prefill", near, hard,
-           counts_ok ? "ok" : "WRONG", e, gres, ok ? "ok" : "FAIL");
+    printf("%-6s %5d %-7s %6d %6d %5d/%-5d %7s %10.3e %7s %s\n", m.name, n, small ? "decode" : "prefill", near, hard,
+           tie_diff, ties, counts_ok ? "ok" : "WRONG", e, gres, ok ? "ok" : "FAIL");
     cudaFree(scratch), cudaFree(y), cudaFree(ecount);
 }
 
@@ -256,20 +268,24 @@ static void test_moe(cudaStream_t s) {
     const size_t ws_size = 32u << 20;
     CK(cudaMalloc(&ws, ws_size));
     MV(mvl_cuda_gemm_init(&g, ws, ws_size, &err));
-    moe_model models[3];
+    moe_model models[4];
     models[0].H = 512, models[0].I = 768, models[0].E = 32, models[0].k = 2, models[0].name = "mid";
     models[1].H = 128, models[1].I = 32, models[1].E = 4, models[1].k = 2, models[1].name = "tiny";
     models[2].H = 256, models[2].I = 192, models[2].E = 4, models[2].k = 2, models[2].name = "demo";
+    models[3].H = 128, models[3].I = 32, models[3].E = 4, models[3].k = 2, models[3].name = "ties";
+    models[3].dup = true;
     printf("\nmvl_cuda_moe vs the CPU reference (bf16 rounding points of text/decoder.c); bar 1e-2\n");
     printf("near: routing differs where the reference's p_k - p_(k+1) < 1e-3 (allowed, token left out); hard: "
            "differs elsewhere\n");
-    printf("%-6s %5s %-7s %6s %6s %7s %10s %7s\n", "model", "n", "path", "near", "hard", "counts", "rel err", "graph");
+    printf("ties: tokens whose k-th and (k+1)-th logits are equal, and how many of them chose other experts (bar 0)\n");
+    printf("%-6s %5s %-7s %6s %6s %11s %7s %10s %7s\n", "model", "n", "path", "near", "hard", "tiediff/ties",
+           "counts", "rel err", "graph");
     const int ns[] = {1, 2, 8, 32, 64, 65, 300, 2048};
-    for (int mi = 0; mi < 3; mi++) {
+    for (int mi = 0; mi < 4; mi++) {
         moe_model &m = models[mi];
         m.init(100 + 10 * mi);
         for (int n : ns) {
-            if (mi == 2 && n > 300) continue; // the demo size adds nothing at 2048
+            if (mi >= 2 && n > 300) continue; // the demo size adds nothing at 2048
             if (n <= 64) test_moe_case(&g, s, m, n, true, n == 8 || n == 64);
             test_moe_case(&g, s, m, n, false, false);
         }
