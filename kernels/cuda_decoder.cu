@@ -46,15 +46,17 @@ __device__ float block_sum(float v) {
     return v;
 }
 
-// Rows whose id is >= 0 take their embedding row; the others were filled
-// from the caller's embeddings before. H % 8 == 0.
-__global__ void k_embed(const int *ids, const bf16 *embed, int H, int64_t n8, bf16 *h) {
+// Rows whose id is >= 0 take their embedding row; with img, a row whose id
+// is -(k+1) takes image row k (the step's k-th row without an id: the
+// masked_scatter of vision.md §4.4); without img the other rows were filled
+// from the caller's host embeddings before. H % 8 == 0, rows 16-byte aligned.
+__global__ void k_embed(const int *ids, const bf16 *embed, const bf16 *img, int H, int64_t n8, bf16 *h) {
     const int w8 = H / 8;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t row = i / w8;
         int id = ids[row];
-        if (id >= 0)
-            reinterpret_cast<uint4 *>(h)[i] = reinterpret_cast<const uint4 *>(embed + (int64_t)id * H)[i % w8];
+        const bf16 *src = id >= 0 ? embed + (int64_t)id * H : img ? img + (int64_t)(-id - 1) * H : nullptr;
+        if (src) reinterpret_cast<uint4 *>(h)[i] = reinterpret_cast<const uint4 *>(src)[i % w8];
     }
 }
 
@@ -639,14 +641,14 @@ static mvl_status download_rows(Dec *d, const bf16 *src, int64_t T, float *out, 
 // logits of a step whose meta is on the device. max_ctx bounds every
 // sequence's context (its cache length after the step); graph: being
 // captured (no events, no host copies).
-static mvl_status enqueue_step(Dec *d, int B, int T, int max_len, int max_ctx, int first, int last, float *hidden,
-                               bool graph, mvl_error *err) {
+static mvl_status enqueue_step(Dec *d, int B, int T, int max_len, int max_ctx, int first, int last, const bf16 *img,
+                               float *hidden, bool graph, mvl_error *err) {
     cudaStream_t s = d->stream;
     const int64_t H = d->H, A = d->A;
     const bool prof = d->profiling && !graph;
     if (prof) CUDA_CHECK(cudaEventRecord(d->ev[0], s));
-    k_embed<<<mvl_grid_for((int64_t)T * H / 8, 256), 256, 0, s>>>(d->ids(), d->embed, (int)H, (int64_t)T * H / 8,
-                                                                   d->h);
+    k_embed<<<mvl_grid_for((int64_t)T * H / 8, 256), 256, 0, s>>>(d->ids(), d->embed, img, (int)H,
+                                                                   (int64_t)T * H / 8, d->h);
     LAUNCH_CHECK();
     if (hidden) TRY(download_rows(d, d->h, T, hidden, err));
     TRY(resid_norm(d, nullptr, d->h, 0.f, 1.f, first < d->L ? d->layers[first].in_norm : d->final_norm, T, err));
@@ -699,9 +701,12 @@ static mvl_status enqueue_step(Dec *d, int B, int T, int max_len, int max_ctx, i
 }
 
 // Validates a step, fills the pinned meta and uploads it. Returns the row
-// count, the longest new run and the longest context after the step.
+// count, the longest new run and the longest context after the step. Rows
+// without an id take host embeddings (have_embeds), or with image_rows >= 0
+// the next of that many device image rows: their meta id is -(k+1) for the
+// k-th (k_embed).
 static mvl_status prepare(Dec *d, int B, const int *slot, const int *n_new, const int32_t *ids, bool have_embeds,
-                          int *T_out, int *max_len_out, int *max_ctx_out, mvl_error *err) {
+                          int64_t image_rows, int *T_out, int *max_len_out, int *max_ctx_out, mvl_error *err) {
     if (B < 1 || B > d->max_b)
         return mvl_fail(err, MVL_ERR_ARG, "CUDA decoder: %d sequences in a step; this decoder takes 1..%d", B,
                         d->max_b);
@@ -726,14 +731,17 @@ static mvl_status prepare(Dec *d, int B, const int *slot, const int *n_new, cons
         max_len = std::max(max_len, n_new[b]);
         max_ctx = std::max(max_ctx, (int)d->len[slot[b]] + n_new[b]);
     }
+    int64_t no_id = 0;
     for (int64_t i = 0; i < T; i++) {
         int id = ids ? ids[i] : -1;
         if (id >= d->V)
             return mvl_fail(err, MVL_ERR_ARG,
                             "CUDA decoder: token id %d at row %lld is outside the vocabulary (0..%lld)", id,
                             (long long)i, (long long)d->V - 1);
-        if (id < 0 && !have_embeds)
-            return mvl_fail(err, MVL_ERR_ARG, "CUDA decoder: row %lld has no token id and no embedding", (long long)i);
+        if (id < 0 && !have_embeds && ++no_id > image_rows)
+            return mvl_fail(err, MVL_ERR_ARG,
+                            "CUDA decoder: row %lld has no token id and no embedding (%lld image rows given)",
+                            (long long)i, (long long)(image_rows > 0 ? image_rows : 0));
     }
     CUDA_CHECK(cudaEventSynchronize(d->meta_done)); // the previous upload has read hmeta
     int *cu = d->hmeta, *pos0 = cu + d->max_b + 1, *sl = cu + 2 * d->max_b + 1, *hid = cu + 3 * d->max_b + 1;
@@ -743,7 +751,10 @@ static mvl_status prepare(Dec *d, int B, const int *slot, const int *n_new, cons
         pos0[b] = (int)d->len[slot[b]];
         sl[b] = slot[b];
     }
-    for (int64_t i = 0; i < T; i++) hid[i] = ids ? ids[i] : -1;
+    for (int64_t i = 0, k = 0; i < T; i++) {
+        int id = ids ? ids[i] : -1;
+        hid[i] = id >= 0 || image_rows < 0 ? id : (int)-(++k);
+    }
     CUDA_CHECK(cudaMemcpyAsync(d->meta, d->hmeta, (size_t)(3 * d->max_b + 1 + T) * sizeof(int), cudaMemcpyHostToDevice,
                                d->stream));
     CUDA_CHECK(cudaEventRecord(d->meta_done, d->stream));
@@ -832,9 +843,14 @@ extern "C" mvl_status mvl_cuda_dec_forward(mvl_cuda_dec *d, const mvl_cuda_dec_s
         return mvl_fail(err, MVL_ERR_ARG,
                         "CUDA decoder: layer range %d..%d of %d (logits and profiling need the whole range)",
                         step->first_layer, step->last_layer, d->L);
+    if (step->embeds && step->image_rows)
+        return mvl_fail(err, MVL_ERR_ARG, "CUDA decoder: a step takes host embeds or device image rows, not both");
+    if (step->image_rows && step->n_image_rows < 1)
+        return mvl_fail(err, MVL_ERR_ARG, "CUDA decoder: image_rows given with n_image_rows = %lld",
+                        (long long)step->n_image_rows);
     int T, max_len, max_ctx;
-    TRY(prepare(d, step->n_seq, step->slot, step->n_new, step->ids, step->embeds != nullptr, &T, &max_len, &max_ctx,
-                err));
+    TRY(prepare(d, step->n_seq, step->slot, step->n_new, step->ids, step->embeds != nullptr,
+                step->image_rows ? step->n_image_rows : -1, &T, &max_len, &max_ctx, err));
     const int B = step->n_seq;
     if (step->embeds) { // rows without an id: the caller's embeddings in bf16 (inputs_embeds in the model dtype)
         const int64_t H = d->H;
@@ -844,7 +860,8 @@ extern "C" mvl_status mvl_cuda_dec_forward(mvl_cuda_dec *d, const mvl_cuda_dec_s
                 for (int64_t c = 0; c < H; c++) d->stage[i * H + c] = mvl_f32_to_bf16_bits(step->embeds[i * H + c]);
         CUDA_CHECK(cudaMemcpyAsync(d->h, d->stage.data(), (size_t)T * H * 2, cudaMemcpyHostToDevice, d->stream));
     }
-    TRY(enqueue_step(d, B, T, max_len, max_ctx, first, last, step->hidden, false, err));
+    TRY(enqueue_step(d, B, T, max_len, max_ctx, first, last, static_cast<const bf16 *>(step->image_rows),
+                     step->hidden, false, err));
     for (int b = 0; b < B; b++) d->len[step->slot[b]] += step->n_new[b];
     d->last_b = last == d->L ? B : 0;
     if (step->logits) { // every position, LOGIT_CHUNK rows at a time, before the last rows take the buffer back
@@ -866,9 +883,9 @@ extern "C" mvl_status mvl_cuda_dec_decode(mvl_cuda_dec *d, int n, const int *slo
                                           float *last_logits, mvl_error *err) {
     if (!ids) return mvl_fail(err, MVL_ERR_ARG, "CUDA decoder: a decode step needs token ids");
     int T, max_len, max_ctx;
-    TRY(prepare(d, n, slot, d->ones.data(), ids, false, &T, &max_len, &max_ctx, err));
+    TRY(prepare(d, n, slot, d->ones.data(), ids, false, -1, &T, &max_len, &max_ctx, err));
     if (n > mvl_cuda_moe_small_max) { // the MoE's many-token path syncs with the host: no graph
-        TRY(enqueue_step(d, n, n, 1, max_ctx, 0, d->L, nullptr, false, err));
+        TRY(enqueue_step(d, n, n, 1, max_ctx, 0, d->L, nullptr, nullptr, false, err));
         for (int b = 0; b < n; b++) d->len[slot[b]] += 1;
         d->last_b = n;
         return last_logits ? download_last(d, n, last_logits, err) : MVL_OK;
@@ -879,7 +896,7 @@ extern "C" mvl_status mvl_cuda_dec_decode(mvl_cuda_dec *d, int n, const int *slo
         // serves every length; the kernels read the real lengths from pos0.
         cudaGraph_t g = nullptr;
         CUDA_CHECK(cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeRelaxed));
-        mvl_status st = enqueue_step(d, n, n, 1, d->opts.max_ctx, 0, d->L, nullptr, true, err);
+        mvl_status st = enqueue_step(d, n, n, 1, d->opts.max_ctx, 0, d->L, nullptr, nullptr, true, err);
         cudaError_t e = cudaStreamEndCapture(d->stream, &g);
         if (st != MVL_OK) {
             if (g) cudaGraphDestroy(g);

@@ -59,13 +59,21 @@ int64_t mvl_cuda_dec_length(const mvl_cuda_dec *d, int slot);
  * positions on top of slot slot[b] (distinct slots). Its rows are
  * consecutive, sequences in order, T = sum n_new <= max_tokens rows. Row i
  * takes the embedding of ids[i] when ids is non-NULL and ids[i] >= 0, else
- * row i of embeds (images enter as embeddings). */
+ * an image row: from image_rows (device), the rows without an id taking them
+ * in order, or from the host embeds (row i of embeds). At most one of the
+ * two is given. */
 typedef struct mvl_cuda_dec_step {
     int n_seq;
     const int *slot;      /* [n_seq] */
     const int *n_new;     /* [n_seq] */
     const int32_t *ids;   /* [T] token ids (< 0: take embeds), or NULL */
-    const float *embeds;  /* [T, hidden] float32 input embeddings, or NULL when every row has an id */
+    const float *embeds;  /* [T, hidden] float32 input embeddings (host; tests feeding a reference's
+                             residual stream), or NULL */
+    const void *image_rows; /* NULL or [n_image_rows, hidden] bf16 on the device (e.g. mvl_cuda_vit_packed):
+                               the k-th row without an id takes row k (masked_scatter, vision.md §4.4), copied
+                               on the device; read by the time the step's logits are on the host, or after
+                               mvl_cuda_dec_sync */
+    int64_t n_image_rows;   /* rows image_rows holds: at least the rows without an id */
     float *last_logits;   /* NULL or [n_seq, vocab]: each sequence's last position (host) */
     float *logits;        /* NULL or [T, vocab]: every position (host; parity tests) */
     float *hidden;        /* NULL or [n_run + 1, T, hidden]: the input, then each run layer's output
