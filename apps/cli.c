@@ -167,7 +167,7 @@ int mvl_cli_common_options(mvl_cli_common *c, const char *prompt_help, mvl_cli_o
         {NULL, "--min-p", MVL_OPT_FLOAT, &c->min_p, "P  drop tokens below P x the top probability (0 = off)"},
         {NULL, "--seed", MVL_OPT_INT, &c->seed, "S  sampling seed (default 0)"},
         {"-t", "--threads", MVL_OPT_INT, &c->threads, "N  CPU threads (default: OpenBLAS's choice)"},
-        {NULL, "--device", MVL_OPT_STR, &c->device, "DEV  cpu (default) or cuda: the text decoder on GPU 0 in bf16 (images still on the CPU)"},
+        {NULL, "--device", MVL_OPT_STR, &c->device, "DEV  cpu (default) or cuda: vision and decoder on GPU 0 in bf16"},
         {NULL, "--compute", MVL_OPT_STR, &c->compute,
          "f32|bf16  activations in float32 (default) or rounded to bf16 as HF runs a bf16 checkpoint"},
         {NULL, "--max-image-tokens", MVL_OPT_INT, &c->max_image_tokens,

@@ -106,16 +106,17 @@ typedef struct mvl_cli_image_prep {
 
 mvl_cli_image_prep mvl_cli_common_image_prep(const mvl_cli_common *c);
 
-/* Decodes and preprocesses one image file into *in; *pixels (malloc'd, the
- * caller frees it; NULL after an error) holds its float32 tiles. Safe to call
- * from several threads at once. */
+/* Decodes and preprocesses one image file into *in; *tiles (malloc'd, the
+ * caller frees it; NULL after an error) holds its uint8 tiles, which in->tiles
+ * borrows (in->pixels is NULL: the model normalises on the CPU path). Safe to
+ * call from several threads at once. */
 mvl_status mvl_cli_image_prepare(const mvl_model *m, const char *path, const mvl_cli_image_prep *prep,
-                                 mvl_image_input *in, float **pixels, mvl_error *err);
+                                 mvl_image_input *in, uint8_t **tiles, mvl_error *err);
 
-/* mvl_cli_image_prepare for each of paths->items[k] into in[k], pixels[k]
+/* mvl_cli_image_prepare for each of paths->items[k] into in[k], tiles[k]
  * (the caller frees them, also after an error). prep may be NULL (defaults). */
 mvl_status mvl_cli_images_load(const mvl_model *m, const mvl_cli_list *paths, const mvl_cli_image_prep *prep,
-                               mvl_image_input *in, float **pixels, mvl_error *err);
+                               mvl_image_input *in, uint8_t **tiles, mvl_error *err);
 
 /* Token ids of one user turn (optionally after a system turn) holding the
  * images and then the prompt, with the generation prompt; raw: the prompt

@@ -402,7 +402,7 @@ typedef struct slot {
     mvl_error err;
     int n;                                /* images prepared */
     mvl_image_input in[MVL_CLI_MAX_IMAGES];
-    float *pixels[MVL_CLI_MAX_IMAGES];    /* [n] owned */
+    uint8_t *tiles[MVL_CLI_MAX_IMAGES];     /* [n] owned */
     double ms;                            /* decode + preprocess time */
 } slot;
 
@@ -421,7 +421,7 @@ typedef struct pipeline {
 } pipeline;
 
 static void slot_clear(slot *s) {
-    for (int k = 0; k < s->n; k++) free(s->pixels[k]);
+    for (int k = 0; k < s->n; k++) free(s->tiles[k]);
     s->n = 0;
     s->ready = false;
 }
@@ -430,7 +430,7 @@ static void slot_fill(pipeline *p, const item *it, slot *s) {
     double t0 = mvl_cli_now_ms();
     s->st = MVL_OK;
     for (int k = 0; s->st == MVL_OK && k < it->n_files; k++) {
-        s->st = mvl_cli_image_prepare(p->m, it->files[k], p->prep, &s->in[k], &s->pixels[k], &s->err);
+        s->st = mvl_cli_image_prepare(p->m, it->files[k], p->prep, &s->in[k], &s->tiles[k], &s->err);
         if (s->st == MVL_OK) s->n++;
     }
     s->ms = mvl_cli_now_ms() - t0;

@@ -16,19 +16,19 @@ static const char usage[] = "minimax-vl chat [options] [--image IMG]...";
 /* Images waiting for the next user turn. */
 typedef struct pending {
     mvl_image_input in[MVL_CLI_MAX_IMAGES];
-    float *pixels[MVL_CLI_MAX_IMAGES];
+    uint8_t *tiles[MVL_CLI_MAX_IMAGES];
     int n;
 } pending;
 
 static void pending_clear(pending *p) {
-    for (int k = 0; k < p->n; k++) free(p->pixels[k]);
+    for (int k = 0; k < p->n; k++) free(p->tiles[k]);
     p->n = 0;
 }
 
 static mvl_status pending_add(pending *p, const mvl_model *m, const char *path, const mvl_cli_image_prep *prep,
                               mvl_error *err) {
     if (p->n == MVL_CLI_MAX_IMAGES) return mvl_fail(err, MVL_ERR_LIMIT, "at most %d images per turn", MVL_CLI_MAX_IMAGES);
-    mvl_status st = mvl_cli_image_prepare(m, path, prep, &p->in[p->n], &p->pixels[p->n], err);
+    mvl_status st = mvl_cli_image_prepare(m, path, prep, &p->in[p->n], &p->tiles[p->n], err);
     if (st == MVL_OK) p->n++;
     return st;
 }

@@ -43,7 +43,7 @@ static int run(const char *cmd, int argc, char **argv) {
     mvl_seq *seq = NULL;
     int32_t *ids = NULL, *out = NULL;
     size_t n = 0, n_out = 0;
-    float *pixels[MVL_CLI_MAX_IMAGES] = {0};
+    uint8_t *tiles[MVL_CLI_MAX_IMAGES] = {0};
     mvl_image_input in[MVL_CLI_MAX_IMAGES];
     mvl_cli_image_prep prep = mvl_cli_common_image_prep(&c);
     mvl_model_opts mo = c.model_opts;
@@ -54,7 +54,7 @@ static int run(const char *cmd, int argc, char **argv) {
     mvl_status st = mvl_model_load(c.dir, &mo, &m, &err);
     if (st == MVL_OK) st = mvl_tokenizer_load(c.dir, &tok, &err);
     t_load = mvl_cli_now_ms();
-    if (st == MVL_OK) st = mvl_cli_images_load(m, &c.images, &prep, in, pixels, &err);
+    if (st == MVL_OK) st = mvl_cli_images_load(m, &c.images, &prep, in, tiles, &err);
     if (st == MVL_OK) st = mvl_cli_encode_prompt(tok, m, c.system, prompt, 0, in, c.images.n, &ids, &n, &err);
     t_pre = mvl_cli_now_ms();
     if (st == MVL_OK) st = mvl_seq_init(m, &seq, &err);
@@ -100,7 +100,7 @@ static int run(const char *cmd, int argc, char **argv) {
     mvl_detok_free(sk.detok);
     free(out);
     free(ids);
-    for (int k = 0; k < c.images.n; k++) free(pixels[k]);
+    for (int k = 0; k < c.images.n; k++) free(tiles[k]);
     mvl_seq_free(seq);
     mvl_tokenizer_free(tok);
     mvl_model_free(m);

@@ -78,7 +78,7 @@ int mvl_cmd_logits(int argc, char **argv) {
         {NULL, "--ids", MVL_OPT_STR, &ids_arg, "LIST  token ids instead of a prompt; each image id stands for one image"},
         {"-o", "--output", MVL_OPT_STR, &out_path, "OUT.npy  where the float32 [tokens, vocab] logits go"},
         {"-t", "--threads", MVL_OPT_INT, &threads, "N  GEMM threads (default: OpenBLAS's choice)"},
-        {NULL, "--device", MVL_OPT_STR, &device, "DEV  cpu (default) or cuda: the decoder on GPU 0 in bf16"},
+        {NULL, "--device", MVL_OPT_STR, &device, "DEV  cpu (default) or cuda: vision and decoder on GPU 0 in bf16"},
         {NULL, "--compute", MVL_OPT_STR, &compute,
          "f32|bf16  activations in float32 (default) or rounded to bf16 as HF runs a bf16 checkpoint"},
         {NULL, "--max-image-tokens", MVL_OPT_INT, &max_tokens, "N  smaller canvas: at most N visual tokens per image"},
@@ -89,7 +89,7 @@ int mvl_cmd_logits(int argc, char **argv) {
         {NULL, "--log-file", MVL_OPT_STR, &log_path, "FILE  also append the log lines (stderr) to FILE"},
     };
     int rc = mvl_cli_parse("logits", usage,
-                           "Runs the prompt (with its images) through the model on the CPU and writes the\n"
+                           "Runs the prompt (with its images) through the model (--device) and writes the\n"
                            "logits at every prompt position as a float32 .npy [tokens, vocab].",
                            opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, NULL);
     if (rc >= 0) return rc;
@@ -117,10 +117,11 @@ int mvl_cmd_logits(int argc, char **argv) {
     mvl_model *m = NULL;
     mvl_tokenizer *tok = NULL;
     mvl_seq *seq = NULL;
-    float *logits = NULL, *pixels[MVL_CLI_MAX_IMAGES] = {0};
+    float *logits = NULL;
+    uint8_t *tiles[MVL_CLI_MAX_IMAGES] = {0};
     mvl_image_input in[MVL_CLI_MAX_IMAGES];
     mvl_status st = mvl_model_load(dir, &mo, &m, &err);
-    if (st == MVL_OK) st = mvl_cli_images_load(m, &images, &prep, in, pixels, &err);
+    if (st == MVL_OK) st = mvl_cli_images_load(m, &images, &prep, in, tiles, &err);
     if (st == MVL_OK && prompt) {
         st = mvl_tokenizer_load(dir, &tok, &err);
         if (st == MVL_OK) st = mvl_cli_encode_prompt(tok, m, system, prompt, raw, in, images.n, &ids, &n, &err);
@@ -142,7 +143,7 @@ int mvl_cmd_logits(int argc, char **argv) {
     if (st == MVL_OK) mvl_cli_log("logits: %zu tokens x %zu vocab -> %s\n", n, V, out_path);
     free(logits);
     free(ids);
-    for (int k = 0; k < images.n; k++) free(pixels[k]);
+    for (int k = 0; k < images.n; k++) free(tiles[k]);
     mvl_seq_free(seq);
     mvl_tokenizer_free(tok);
     mvl_model_free(m);

@@ -7,8 +7,8 @@
 #include "common/mvl_common.h"
 
 mvl_status mvl_cli_image_prepare(const mvl_model *m, const char *path, const mvl_cli_image_prep *prep,
-                                 mvl_image_input *in, float **pixels, mvl_error *err) {
-    *pixels = NULL;
+                                 mvl_image_input *in, uint8_t **tiles, mvl_error *err) {
+    *tiles = NULL;
     mvl_preproc_config pp = *mvl_model_preproc(m);
     mvl_image *img;
     mvl_status st = mvl_image_load(path, &prep->decode, &img, err);
@@ -17,24 +17,20 @@ mvl_status mvl_cli_image_prepare(const mvl_model *m, const char *path, const mvl
     mvl_preproc_result r;
     st = mvl_preprocess(img, &pp, &r, err);
     mvl_image_free(img);
-    if (st == MVL_OK) {
-        size_t count = (size_t)r.n_patches * 3 * (size_t)pp.size * (size_t)pp.size;
-        *pixels = mvl_malloc(count * sizeof(float), err);
-        if (!*pixels) st = MVL_ERR_NOMEM;
-    }
-    if (st == MVL_OK) {
-        mvl_preproc_normalize(&pp, r.tiles, r.n_patches, *pixels);
-        *in = (mvl_image_input){*pixels, r.cols, r.rows, r.width, r.height};
+    if (st == MVL_OK) { /* the bytes alone: the GPU takes them as they are, the CPU path normalises them */
+        *tiles = r.tiles;
+        r.tiles = NULL;
+        *in = (mvl_image_input){.cols = r.cols, .rows = r.rows, .width = r.width, .height = r.height, .tiles = *tiles};
     }
     mvl_preproc_result_free(&r);
     return st;
 }
 
 mvl_status mvl_cli_images_load(const mvl_model *m, const mvl_cli_list *paths, const mvl_cli_image_prep *prep,
-                               mvl_image_input *in, float **pixels, mvl_error *err) {
+                               mvl_image_input *in, uint8_t **tiles, mvl_error *err) {
     const mvl_cli_image_prep defaults = {0};
     for (int k = 0; k < paths->n; k++) {
-        mvl_status st = mvl_cli_image_prepare(m, paths->items[k], prep ? prep : &defaults, &in[k], &pixels[k], err);
+        mvl_status st = mvl_cli_image_prepare(m, paths->items[k], prep ? prep : &defaults, &in[k], &tiles[k], err);
         if (st != MVL_OK) return st;
     }
     return MVL_OK;

@@ -293,11 +293,11 @@ mvl_status mvl_chat_encode_raw(const mvl_tokenizer *tok, const char *text, size_
 /* ---- model and generation ---- */
 
 /* A loaded MiniMax-VL-01 (vision tower, projector, decoder) on the CPU
- * backend, or with the decoder on the GPU (mvl_device). Read-only after load:
- * several mvl_seq may share one model, but calls that compute (and, on
- * cuda, mvl_seq_init/free) must not run concurrently (the backend is
- * threaded inside). BF16/F16 weights are widened to float32 at load (2x
- * memory) for the CPU stages. */
+ * backend, or on the GPU (mvl_device). Read-only after load: several mvl_seq
+ * may share one model, but calls that compute (and, on cuda,
+ * mvl_seq_init/free) must not run concurrently (the backend is threaded
+ * inside). BF16/F16 weights are widened to float32 at load (2x memory) for
+ * the CPU stages. */
 typedef struct mvl_model mvl_model;
 
 /* How activations are computed. Weights are used as stored either way
@@ -309,17 +309,21 @@ typedef enum mvl_compute {
                             residual, RoPE and attention step (tests/reference/README.md) */
 } mvl_compute;
 
-/* Where the text decoder runs. MVL_DEVICE_CUDA: on GPU 0 in bf16
- * (kernels/cuda_decoder.h: bf16 weights and activations, fp32 logits); the
- * vision tower and projector still run on the CPU in float32 and images
- * enter the GPU as embeddings; sampling stays on the CPU sampler over the
- * host copy of the logits, so its semantics are the CPU's. The GPU holds up
- * to 8 sequences of min(max_position_embeddings, 32768) positions each per
- * model (MVL_ERR_LIMIT past either), prefill runs in steps of at most 2048
- * rows. The GPU's rounding is fixed, so compute must stay MVL_COMPUTE_F32
- * (the default; the CPU vision path then runs in float32): MVL_COMPUTE_BF16
- * with cuda is MVL_ERR_ARG. A build without CUDA or a machine without a GPU
- * fails at mvl_model_load with MVL_ERR_DEVICE. */
+/* Where the model runs. MVL_DEVICE_CUDA: on GPU 0 in bf16. The vision
+ * tower, projector and packing (kernels/cuda_vit.h) take the uint8 tiles of
+ * mvl_image_input and leave the packed embeddings on the device, where the
+ * decoder (kernels/cuda_decoder.h: bf16 weights and activations, fp32
+ * logits) takes them at the image-token rows; no CPU vision weights are
+ * loaded. The images of one append go through the ViT together, in batches
+ * of at most 1 + the tiles of the largest canvas of the preprocessing
+ * config, which is also the most one image may have (MVL_ERR_LIMIT past it).
+ * Sampling stays on the CPU sampler over the host copy of the logits, so its
+ * semantics are the CPU's. The GPU holds up to 8 sequences of
+ * min(max_position_embeddings, 32768) positions each per model
+ * (MVL_ERR_LIMIT past either), prefill runs in steps of at most 2048 rows.
+ * The GPU's rounding is fixed, so compute must stay MVL_COMPUTE_F32 (the
+ * default): MVL_COMPUTE_BF16 with cuda is MVL_ERR_ARG. A build without CUDA
+ * or a machine without a GPU fails at mvl_model_load with MVL_ERR_DEVICE. */
 typedef enum mvl_device {
     MVL_DEVICE_CPU = 0,
     MVL_DEVICE_CUDA,
@@ -344,11 +348,17 @@ int32_t mvl_model_image_token_id(const mvl_model *m);
  * or the released defaults when the file has none). */
 const mvl_preproc_config *mvl_model_preproc(const mvl_model *m);
 
-/* One preprocessed image, as the model takes it. Borrowed by the calls below. */
+/* One preprocessed image, as the model takes it. Borrowed by the calls
+ * below. The tiles are the thumbnail, then the grid row-major, as
+ * mvl_preprocess gives them. Give tiles, pixels or both: the CPU path reads
+ * pixels, or normalises tiles itself when pixels is NULL (so a caller need
+ * keep only the bytes); the CUDA path needs tiles (the GPU normalises them),
+ * MVL_ERR_ARG without. */
 typedef struct mvl_image_input {
-    const float *pixels; /* [1 + cols*rows, 3, S, S] float32 (mvl_preproc_normalize): thumbnail, then tiles */
-    int cols, rows;      /* tile grid of the chosen canvas */
-    int width, height;   /* the original image size: the unpad uses it (vision.md §4.1) */
+    const float *pixels;  /* [1 + cols*rows, 3, S, S] float32 (mvl_preproc_normalize), or NULL */
+    int cols, rows;       /* tile grid of the chosen canvas */
+    int width, height;    /* the original image size: the unpad uses it (vision.md §4.1) */
+    const uint8_t *tiles; /* [1 + cols*rows, S, S, 3] uint8 RGB (mvl_preproc_result.tiles), or NULL */
 } mvl_image_input;
 
 /* Visual tokens of img (vision.md §4.2); the <image> id must occur exactly
@@ -356,7 +366,8 @@ typedef struct mvl_image_input {
 int64_t mvl_model_image_tokens(const mvl_model *m, const mvl_image_input *img);
 
 /* Runs the ViT, projector and packing for one image: *out (malloc'd; free())
- * gets [*n_tokens, hidden] float32 embeddings. */
+ * gets [*n_tokens, hidden] float32 embeddings (on cuda the GPU's bf16
+ * values, copied back). */
 mvl_status mvl_model_embed_image(const mvl_model *m, const mvl_image_input *img, float **out,
                                  int64_t *n_tokens, mvl_error *err);
 

@@ -191,7 +191,8 @@ static int run(const char *src, const char *model_name) {
         size_t npx = (size_t)r.n_patches * 3 * 336 * 336;
         imgs[k].pixels = malloc(npx * sizeof(float));
         mvl_preproc_normalize(mvl_model_preproc(m), r.tiles, r.n_patches, imgs[k].pixels);
-        imgs[k].in = (mvl_image_input){imgs[k].pixels, r.cols, r.rows, r.width, r.height};
+        imgs[k].in = (mvl_image_input){.pixels = imgs[k].pixels, .cols = r.cols, .rows = r.rows, .width = r.width,
+                                        .height = r.height};
         snprintf(key, sizeof key, "image.%d.pixels", k);
         check("pixels (Pillow preprocessing)", sample_err(imgs[k].pixels, npx, key), 1e-6);
         int np = r.n_patches;

@@ -178,13 +178,31 @@ static void test_images_and_bad_input(void **state) {
     size_t per = 3 * (size_t)pp->size * pp->size;
     float *px = calloc(3 * per, sizeof(float));
     for (size_t i = 0; i < 3 * per; i++) px[i] = (float)sin((double)i * 0.001);
-    mvl_image_input img = {px, 1, 2, 300, 500}; /* 1 x 2 tiles: 1576 tokens (tests/reference) */
+    /* 1 x 2 tiles: 1576 tokens (tests/reference) */
+    mvl_image_input img = {.pixels = px, .cols = 1, .rows = 2, .width = 300, .height = 500};
     assert_int_equal(mvl_model_image_tokens(model, &img), 1576);
     float *emb;
     int64_t cnt;
     assert_int_equal(mvl_model_embed_image(model, &img, &emb, &cnt, NULL), MVL_OK);
     assert_int_equal(cnt, 1576);
     free(emb);
+    /* uint8 tiles alone: normalised inside, the same embeddings as from the pixels of those tiles */
+    uint8_t *tiles = malloc(3 * per);
+    for (size_t i = 0; i < 3 * per; i++) tiles[i] = (uint8_t)(i * 7 + i / 1000);
+    mvl_preproc_normalize(pp, tiles, 3, px);
+    float *from_px, *from_u8;
+    int64_t c1, c2;
+    mvl_image_input by_u8 = {.cols = 1, .rows = 2, .width = 300, .height = 500, .tiles = tiles};
+    assert_int_equal(mvl_model_embed_image(model, &img, &from_px, &c1, NULL), MVL_OK);
+    assert_int_equal(mvl_model_embed_image(model, &by_u8, &from_u8, &c2, NULL), MVL_OK);
+    assert_int_equal(c1, c2);
+    assert_memory_equal(from_px, from_u8, (size_t)c1 * mvl_model_hidden_size(model) * sizeof(float));
+    free(from_px);
+    free(from_u8);
+    /* neither pixels nor tiles */
+    by_u8.tiles = NULL;
+    assert_int_equal(mvl_model_embed_image(model, &by_u8, &emb, &cnt, &err), MVL_ERR_ARG);
+    assert_non_null(strstr(err.msg, "pixels or tiles"));
     int32_t img_id = mvl_model_image_token_id(model);
     int32_t *ids = random_ids(1580, 3);
     for (int i = 2; i < 2 + 1576; i++) ids[i] = img_id;
@@ -205,7 +223,7 @@ static void test_images_and_bad_input(void **state) {
     assert_int_equal(mvl_seq_append(s, bad, 2, NULL, 0, NULL, &err), MVL_ERR_ARG);
     assert_non_null(strstr(err.msg, "vocabulary"));
     /* a bad grid */
-    mvl_image_input no = {px, 0, 1, 10, 10};
+    mvl_image_input no = {.pixels = px, .cols = 0, .rows = 1, .width = 10, .height = 10};
     assert_int_equal(mvl_seq_append(s, ids, 0, &no, 1, NULL, &err), MVL_OK); /* nothing to run */
     assert_int_equal(mvl_model_embed_image(model, &no, &emb, &cnt, &err), MVL_ERR_ARG);
     /* generate on an empty sequence */
@@ -221,6 +239,7 @@ static void test_images_and_bad_input(void **state) {
     assert_non_null(strstr(err.msg, "goldens"));
     free(ids);
     free(px);
+    free(tiles);
 }
 
 int main(void) {
