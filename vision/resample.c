@@ -16,16 +16,10 @@
 #include <string.h>
 
 #include "common/mvl_common.h"
+#include "vision/resample.h"
 #include "vision/vision.h"
 
-#define PRECISION_BITS 22 /* Pillow: 32 - 8 - 2 */
-
-typedef struct coeffs {
-    int ksize;      /* taps per output sample (window upper bound) */
-    int *bounds;    /* [out, 2] first tap, tap count */
-    double *kd;     /* [out, ksize] normalised weights (16-bit path) */
-    int32_t *ki;    /* [out, ksize] fixed-point weights (8-bit path) */
-} coeffs;
+#define PRECISION_BITS MVL_RESAMPLE_PRECISION_BITS
 
 static double bicubic(double x) {
     const double a = -0.5;
@@ -35,15 +29,14 @@ static double bicubic(double x) {
     return 0.0;
 }
 
-static void coeffs_free(coeffs *c) {
+void mvl_resample_coeffs_free(mvl_resample_coeffs *c) {
     free(c->bounds);
     free(c->kd);
     free(c->ki);
 }
 
-/* Pillow precompute_coeffs for the box (0, in_size), then the 8-bit
- * normalisation when fixed is set. */
-static mvl_status coeffs_init(coeffs *c, int in_size, int out_size, int fixed, mvl_error *err) {
+/* Declared in vision/resample.h. */
+mvl_status mvl_resample_coeffs_init(mvl_resample_coeffs *c, int in_size, int out_size, int fixed, mvl_error *err) {
     memset(c, 0, sizeof *c);
     double scale = (double)(float)in_size / out_size; /* Pillow: (double)(in1 - in0) in float */
     double filterscale = scale < 1.0 ? 1.0 : scale;
@@ -53,7 +46,7 @@ static mvl_status coeffs_init(coeffs *c, int in_size, int out_size, int fixed, m
     c->bounds = mvl_malloc(sizeof(int) * 2 * (size_t)out_size, err);
     c->kd = mvl_malloc(sizeof(double) * (size_t)ksize * (size_t)out_size, err);
     if (!c->bounds || !c->kd) {
-        coeffs_free(c);
+        mvl_resample_coeffs_free(c);
         return MVL_ERR_NOMEM;
     }
     double inv = 1.0 / filterscale;
@@ -82,7 +75,7 @@ static mvl_status coeffs_init(coeffs *c, int in_size, int out_size, int fixed, m
         size_t n = (size_t)ksize * out_size;
         c->ki = mvl_malloc(sizeof(int32_t) * n, err);
         if (!c->ki) {
-            coeffs_free(c);
+            mvl_resample_coeffs_free(c);
             return MVL_ERR_NOMEM;
         }
         for (size_t i = 0; i < n; i++) {
@@ -131,7 +124,7 @@ static inline __attribute__((always_inline)) void hcol(const uint8_t *plane, con
 }
 
 MVL_HOT static void hpass8(const uint8_t *in, int in_w, int y0, int rows, uint8_t *out, int ow,
-                           const coeffs *k, int C, uint8_t *plane) {
+                           const mvl_resample_coeffs *k, int C, uint8_t *plane) {
     for (int r0 = 0; r0 < rows; r0 += HROWS) {
         const int R = rows - r0 < HROWS ? rows - r0 : HROWS, L = R * C;
         for (int r = 0; r < R; r++) {
@@ -164,7 +157,7 @@ MVL_HOT static void hpass8(const uint8_t *in, int in_w, int y0, int rows, uint8_
 
 /* Vertical pass over rows of n samples; bounds are relative to in. acc is
  * scratch [n]. Row-at-a-time so the inner loop vectorises. */
-MVL_HOT static void vpass8(const uint8_t *in, size_t n, int oh, const coeffs *k, int row_offset,
+MVL_HOT static void vpass8(const uint8_t *in, size_t n, int oh, const mvl_resample_coeffs *k, int row_offset,
                    int32_t *acc, uint8_t *out) {
     for (int yy = 0; yy < oh; yy++) {
         int ymin = k->bounds[yy * 2] - row_offset, ymax = k->bounds[yy * 2 + 1];
@@ -187,8 +180,8 @@ static inline uint16_t round16(double ss) {
 
 /* One horizontal pass: rows [y0, y0+rows) of a sw-wide source into dw-wide
  * rows of dst. */
-static mvl_status pass_h(const void *src, int sw, int y0, int rows, void *dst, int dw, const coeffs *k, int C,
-                         int wide) {
+static mvl_status pass_h(const void *src, int sw, int y0, int rows, void *dst, int dw,
+                         const mvl_resample_coeffs *k, int C, int wide) {
     if (!wide) {
         uint8_t *plane = malloc((size_t)sw * C * HROWS);
         if (!plane) return MVL_ERR_NOMEM;
@@ -212,7 +205,7 @@ static mvl_status pass_h(const void *src, int sw, int y0, int rows, void *dst, i
 
 /* One vertical pass over rows of n samples; the source holds the rows from
  * row_offset on. */
-static mvl_status pass_v(const void *src, size_t n, int row_offset, void *dst, int dh, const coeffs *k,
+static mvl_status pass_v(const void *src, size_t n, int row_offset, void *dst, int dh, const mvl_resample_coeffs *k,
                          int wide, mvl_error *err) {
     if (!wide) {
         int32_t *acc = mvl_malloc(sizeof(int32_t) * n, err);
@@ -248,10 +241,10 @@ static mvl_status resample(const mvl_image *img, int dw, int dh, mvl_image *dst,
     int wide = img->mode == MVL_PIXEL_I16;
     size_t sample = wide ? 2 : 1;
     int need_h = dw != sw, need_v = dh != sh;
-    coeffs kh = {0}, kv = {0};
+    mvl_resample_coeffs kh = {0}, kv = {0};
     void *tmp = NULL;
-    mvl_status st = coeffs_init(&kh, sw, dw, !wide, err);
-    if (st == MVL_OK) st = coeffs_init(&kv, sh, dh, !wide, err);
+    mvl_status st = mvl_resample_coeffs_init(&kh, sw, dw, !wide, err);
+    if (st == MVL_OK) st = mvl_resample_coeffs_init(&kv, sh, dh, !wide, err);
     if (st != MVL_OK) goto done;
     if (need_h && need_v) {
         /* horizontal pass only over the rows the vertical pass reads */
@@ -270,8 +263,8 @@ static mvl_status resample(const mvl_image *img, int dw, int dh, mvl_image *dst,
         st = pass_v(img->data, (size_t)sw * C, 0, dst->data, dh, &kv, wide, err);
     }
 done:
-    coeffs_free(&kh);
-    coeffs_free(&kv);
+    mvl_resample_coeffs_free(&kh);
+    mvl_resample_coeffs_free(&kv);
     free(tmp);
     return st;
 }
