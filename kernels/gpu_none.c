@@ -136,3 +136,50 @@ mvl_status mvl_cuda_copy_bandwidth(size_t bytes, int iters, double *gbps, mvl_er
     *gbps = 0;
     return MVL_NO_CUDA(err);
 }
+
+/* GPU preprocessing (kernels/cuda_preprocess.h) in a build without CUDA. */
+#include "kernels/cuda_preprocess.h"
+
+mvl_status mvl_cuda_prep_init(uint8_t *tiles, int capacity, int tile_side, void *stream, mvl_cuda_prep **out,
+                              mvl_error *err) {
+    (void)tiles, (void)capacity, (void)tile_side, (void)stream;
+    *out = NULL;
+    return MVL_NO_CUDA(err);
+}
+void mvl_cuda_prep_free(mvl_cuda_prep *p) { (void)p; }
+mvl_status mvl_cuda_preprocess(mvl_cuda_prep *p, const mvl_image *img, const mvl_preproc_config *cfg, int first,
+                               mvl_cuda_image *im, int *n_tiles, mvl_error *err) {
+    (void)p, (void)img, (void)cfg, (void)first, (void)im;
+    *n_tiles = 0;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_prep_begin(mvl_cuda_prep *p, int width, int height, uint8_t **rows, mvl_error *err) {
+    (void)p, (void)width, (void)height;
+    *rows = NULL;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_prep_rows(mvl_cuda_prep *p, int y0, int y1, mvl_error *err) {
+    (void)p, (void)y0, (void)y1;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_prep_end(mvl_cuda_prep *p, const mvl_preproc_config *cfg, int first, mvl_cuda_image *im,
+                             int *n_tiles, mvl_error *err) {
+    (void)p, (void)cfg, (void)first, (void)im;
+    *n_tiles = 0;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_prep_download(mvl_cuda_prep *p, int first, int n, uint8_t *out, mvl_error *err) {
+    (void)p, (void)first, (void)n, (void)out;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_prep_file(mvl_cuda_prep *p, const void *buf, size_t len, const char *name,
+                              const mvl_preproc_config *cfg, int first, mvl_cuda_image *im, int *n_tiles,
+                              int *on_gpu, mvl_error *err) {
+    (void)p, (void)buf, (void)len, (void)name, (void)cfg, (void)first, (void)im;
+    *n_tiles = *on_gpu = 0;
+    return MVL_NO_CUDA(err);
+}
+mvl_status mvl_cuda_prep_source(mvl_cuda_prep *p, int width, int height, uint8_t *out, mvl_error *err) {
+    (void)p, (void)width, (void)height, (void)out;
+    return MVL_NO_CUDA(err);
+}
