@@ -9,7 +9,8 @@
  *   bench_vit_cuda bench MODEL_DIR N...
  *       ViT time per batch of N random tiles, and the GEMM ceiling.
  *   bench_vit_cuda e2e MODEL_DIR IMAGE REPS
- *       file -> packed embeddings: decode, preprocess, ViT, projector, pack.
+ *       file -> packed embeddings: decode, preprocess, ViT, projector, pack,
+ *       with the preprocessing on the CPU and on the GPU (see e2e below).
  * Exits 77 without a GPU. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/cuda_preprocess.h"
 #include "kernels/cuda_vit.h"
 #include "kernels/gpu.h"
 #include "mvl.h"
@@ -45,6 +47,86 @@ static double vit_flops_per_tile(const mvl_vision_config *c, int layers) {
     double patch = 2.0 * g * g * 3 * c->patch_size * c->patch_size * V;
     double layer = 2.0 * n * (4 * V * V + 2 * V * I) + 4.0 * n * n * V;
     return patch + layers * layer;
+}
+
+/* One image file to packed embeddings, REPS times after 2 warm-ups, by three
+ * paths in the same run: "cpu" decodes and preprocesses on the CPU and
+ * uploads the tiles (before); "gpu" decodes on the CPU, uploads the image
+ * and preprocesses on the GPU into the ViT's staging buffer
+ * (kernels/cuda_preprocess.h); "file" hands the file's bytes to
+ * mvl_cuda_prep_file, which decodes JPEGs with nvJPEG where the build has
+ * it (gpu_decode=1) and is the "gpu" path otherwise. Prints the medians of
+ * each stage: decode (for "file": reading the file and nvJPEG's host part),
+ * preprocess (cpu: on the CPU; gpu/file: what is left of upload, GPU decode,
+ * resize and tiles, waited for), gpu (cpu: tile upload + ViT + projector +
+ * packing; gpu/file: ViT + projector + packing), total. Also checks that
+ * the paths staged the same tiles. */
+static int e2e(mvl_cuda_vit *v, const mvl_preproc_config *pc, const char *path, int reps, int max_tiles,
+               mvl_error *err) {
+    void *stream;
+    mvl_cuda_prep *prep = NULL;
+    uint8_t *staging = mvl_cuda_vit_staging(v, &stream);
+    if (mvl_cuda_prep_init(staging, max_tiles, pc->size, stream, &prep, err) != MVL_OK) return fail(err);
+    static const char *names[] = {"cpu", "gpu", "file"};
+    double *t = calloc((size_t)reps * 4, sizeof(double));
+    int rc = !t, on_gpu = 0;
+    for (int way = 0; way < 3 && !rc; way++) {
+        int64_t cnt = 0;
+        int tiles_used = 0;
+        for (int r = 0; r < reps + 2 && !rc; r++) { /* 2 warm-up runs */
+            double t0 = mvl_bench_now_ms();
+            mvl_image *img = NULL;
+            mvl_preproc_result pr = {0};
+            mvl_cuda_image im;
+            char *buf = NULL;
+            size_t len = 0;
+            mvl_status st = way < 2 ? mvl_image_load(path, NULL, &img, err)
+                                    : mvl_read_file(path, 1u << 30, &buf, &len, err);
+            if (st == MVL_OK && way == 2)
+                st = mvl_cuda_prep_file(prep, buf, len, path, pc, 0, &im, &tiles_used, &on_gpu, err);
+            double t1 = mvl_bench_now_ms();
+            if (st == MVL_OK && way == 0) st = mvl_preprocess(img, pc, &pr, err);
+            if (st == MVL_OK && way == 1) st = mvl_cuda_preprocess(prep, img, pc, 0, &im, &tiles_used, err);
+            if (st == MVL_OK && way > 0) st = mvl_cuda_vit_sync(v, err);
+            double t2 = mvl_bench_now_ms();
+            if (st == MVL_OK && way == 0) {
+                im = (mvl_cuda_image){pr.width, pr.height, pr.cols, pr.rows};
+                tiles_used = pr.n_patches;
+            }
+            if (st == MVL_OK) st = mvl_cuda_vit_encode(v, way ? NULL : pr.tiles, 1, &im, &cnt, err);
+            double t3 = mvl_bench_now_ms();
+            if (st != MVL_OK) rc = fail(err);
+            if (r >= 2) {
+                double *row = t + (size_t)(r - 2);
+                row[0] = t1 - t0, row[reps] = t2 - t1, row[2 * reps] = t3 - t2, row[3 * reps] = t3 - t0;
+            }
+            free(buf);
+            mvl_preproc_result_free(&pr);
+            mvl_image_free(img);
+        }
+        if (!rc)
+            printf("e2e path=%s%s image=%s tiles=%d tokens=%lld decode_ms=%.2f preprocess_ms=%.2f gpu_ms=%.2f "
+                   "total_ms=%.2f\n",
+                   names[way], way == 2 ? (on_gpu ? " gpu_decode=1" : " gpu_decode=0") : "", path, tiles_used,
+                   (long long)cnt, mvl_bench_median(t, reps), mvl_bench_median(t + reps, reps),
+                   mvl_bench_median(t + 2 * reps, reps), mvl_bench_median(t + 3 * reps, reps));
+    }
+    /* the last staged tiles (path "file") against the CPU's */
+    mvl_image *img = NULL;
+    mvl_preproc_result pr = {0};
+    uint8_t *got = NULL;
+    const size_t tile = (size_t)pc->size * pc->size * 3;
+    if (!rc && (mvl_image_load(path, NULL, &img, err) != MVL_OK || mvl_preprocess(img, pc, &pr, err) != MVL_OK ||
+                !(got = malloc((size_t)pr.n_patches * tile)) ||
+                mvl_cuda_prep_download(prep, 0, pr.n_patches, got, err) != MVL_OK))
+        rc = fail(err);
+    if (!rc) printf("e2e tiles_identical=%d\n", !memcmp(got, pr.tiles, (size_t)pr.n_patches * tile));
+    free(got);
+    mvl_preproc_result_free(&pr);
+    mvl_image_free(img);
+    free(t);
+    mvl_cuda_prep_free(prep);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -120,37 +202,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "e2e") && argc == 5) {
         int reps = atoi(argv[4]);
         if (reps < 1 || reps > 1000) reps = 10;
-        double *t_dec = calloc((size_t)reps, sizeof(double)), *t_pre = calloc((size_t)reps, sizeof(double));
-        double *t_gpu = calloc((size_t)reps, sizeof(double)), *t_all = calloc((size_t)reps, sizeof(double));
-        int64_t cnt = 0;
-        int tiles_used = 0;
-        for (int r = 0; r < reps + 2 && !rc; r++) { /* 2 warm-up runs */
-            double t0 = mvl_bench_now_ms();
-            mvl_image *img = NULL;
-            mvl_preproc_result pr = {0};
-            if (mvl_image_load(argv[3], NULL, &img, &err) != MVL_OK) { rc = fail(&err); break; }
-            double t1 = mvl_bench_now_ms();
-            if (mvl_preprocess(img, &pc, &pr, &err) != MVL_OK) {
-                rc = fail(&err);
-                mvl_image_free(img);
-                break;
-            }
-            double t2 = mvl_bench_now_ms();
-            mvl_cuda_image im = {pr.width, pr.height, pr.cols, pr.rows};
-            if (mvl_cuda_vit_encode(v, pr.tiles, 1, &im, &cnt, &err) != MVL_OK) rc = fail(&err);
-            double t3 = mvl_bench_now_ms();
-            tiles_used = pr.n_patches;
-            if (r >= 2) {
-                t_dec[r - 2] = t1 - t0, t_pre[r - 2] = t2 - t1, t_gpu[r - 2] = t3 - t2, t_all[r - 2] = t3 - t0;
-            }
-            mvl_preproc_result_free(&pr);
-            mvl_image_free(img);
-        }
-        if (!rc)
-            printf("e2e image=%s tiles=%d tokens=%lld decode_ms=%.2f preprocess_ms=%.2f gpu_ms=%.2f total_ms=%.2f\n",
-                   argv[3], tiles_used, (long long)cnt, mvl_bench_median(t_dec, reps), mvl_bench_median(t_pre, reps),
-                   mvl_bench_median(t_gpu, reps), mvl_bench_median(t_all, reps));
-        free(t_dec), free(t_pre), free(t_gpu), free(t_all);
+        rc = e2e(v, &pc, argv[3], reps, max_tiles, &err);
     } else {
         fprintf(stderr, "bench_vit_cuda: bad arguments for mode '%s'\n", mode);
         rc = 2;
