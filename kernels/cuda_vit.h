@@ -1,9 +1,9 @@
 /* The vision path on the GPU (kernels/cuda_vit.cu): CLIP ViT (vision.md §1),
  * projector (§2) and packing with image_newline (§4.1), bf16 weights uploaded
- * once, bf16 activations with an fp32 residual stream, GEMMs through
- * cuBLASLt with fused bias (and residual) epilogues, a fused flash-attention
- * kernel, and the uint8 -> normalised bf16 step done on the GPU so the host
- * sends bytes. All device memory comes from one arena sized at init for
+ * once, bf16 activations and residual stream rounded where transformers'
+ * bf16 CLIPEncoderLayer rounds, GEMMs through cuBLASLt with fused bias (and
+ * residual) epilogues, a fused flash-attention kernel, and the uint8 ->
+ * normalised bf16 step done on the GPU so the host sends bytes. All device memory comes from one arena sized at init for
  * max_tiles; the forward pass allocates nothing.
  *
  * kernels/ops.h works on host float32 arrays, so this backend sits beside it
@@ -69,6 +69,20 @@ mvl_status mvl_cuda_vit_sync(mvl_cuda_vit *v, mvl_error *err);
 /* Times the enqueued work of fn-less forwards: runs `iters` forwards of n
  * staged tiles between device events and returns the median milliseconds. */
 mvl_status mvl_cuda_vit_time(mvl_cuda_vit *v, int n, int iters, double *median_ms, mvl_error *err);
+
+/* One stage of a forward as mvl_cuda_vit_profile measures it. */
+typedef struct mvl_cuda_vit_stage {
+    const char *name; /* "qkv_gemm", "attention", "add_ln", ... */
+    double ms;        /* device time per forward (median over the iterations) */
+    int calls;        /* launches per forward */
+    double flops;     /* per forward, a multiply-add counted as 2 (0: not arithmetic-bound) */
+    double bytes;     /* fewest bytes moved per forward (elementwise stages; 0 for the others) */
+} mvl_cuda_vit_stage;
+/* Runs `iters` forwards of n staged random tiles with a device event after
+ * every launch and fills stages[0..*count) (at most cap) with the time per
+ * stage; also the whole forward's median in *total_ms (events included). */
+mvl_status mvl_cuda_vit_profile(mvl_cuda_vit *v, int n, int iters, mvl_cuda_vit_stage *stages, int cap, int *count,
+                                double *total_ms, mvl_error *err);
 
 /* The GEMM ceiling: median TFLOP/s of a bf16 m x n x k cuBLASLt GEMM (fp32
  * accumulate) on random data. */

@@ -66,6 +66,13 @@ mvl_status mvl_cuda_vit_time(mvl_cuda_vit *v, int n, int iters, double *median_m
     *median_ms = 0;
     return MVL_NO_CUDA(err);
 }
+mvl_status mvl_cuda_vit_profile(mvl_cuda_vit *v, int n, int iters, mvl_cuda_vit_stage *stages, int cap, int *count,
+                                double *total_ms, mvl_error *err) {
+    (void)v, (void)n, (void)iters, (void)stages, (void)cap;
+    *count = 0;
+    *total_ms = 0;
+    return MVL_NO_CUDA(err);
+}
 mvl_status mvl_cuda_gemm_ceiling(int m, int n, int k, int iters, double *tflops, mvl_error *err) {
     (void)m, (void)n, (void)k, (void)iters;
     *tflops = 0;

@@ -7,7 +7,8 @@
  *       ViT + projector + packing of one image's 1+COLS*ROWS tiles: the
  *       packed embeddings [tokens, D] as float32 .npy.
  *   bench_vit_cuda bench MODEL_DIR N...
- *       ViT time per batch of N random tiles, and the GEMM ceiling.
+ *       ViT time per batch of N random tiles, each stage's share of it
+ *       (device events after every launch), and the GEMM ceiling.
  *   bench_vit_cuda e2e MODEL_DIR IMAGE REPS
  *       file -> packed embeddings: decode, preprocess, ViT, projector, pack,
  *       with the preprocessing on the CPU and on the GPU (see e2e below).
@@ -195,6 +196,23 @@ int main(int argc, char **argv) {
             else
                 printf("vit tiles=%d ms=%.3f tiles_per_s=%.1f tflops=%.1f\n", n, ms, n / ms * 1e3,
                        per_tile * n / (ms * 1e-3) / 1e12);
+        }
+        for (int i = 3; i < argc && !rc; i++) {
+            int n = atoi(argv[i]), count = 0;
+            mvl_cuda_vit_stage st[16];
+            double total = 0;
+            if (mvl_cuda_vit_profile(v, n, 10, st, 16, &count, &total, &err) != MVL_OK) {
+                rc = fail(&err);
+                break;
+            }
+            for (int k = 0; k < count; k++) {
+                printf("stage tiles=%d name=%s calls=%d ms=%.3f share=%.1f%%", n, st[k].name, st[k].calls, st[k].ms,
+                       100.0 * st[k].ms / total);
+                if (st[k].flops > 0) printf(" tflops=%.1f", st[k].flops / (st[k].ms * 1e-3) / 1e12);
+                if (st[k].bytes > 0) printf(" gb_s=%.0f", st[k].bytes / (st[k].ms * 1e-3) / 1e9);
+                printf("\n");
+            }
+            printf("stage tiles=%d name=total ms=%.3f\n", n, total);
         }
         double tf;
         if (!rc && mvl_cuda_gemm_ceiling(8192, 8192, 8192, 20, &tf, &err) != MVL_OK) rc = fail(&err);
