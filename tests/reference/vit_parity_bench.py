@@ -11,8 +11,11 @@ then on the same GPU:
      against the fp32 model; the packed embeddings of one image against
      torch's projector + the §4.1 packing written here from the spec;
   2. speed: the ViT at 1, 8, 19, 64 tiles (ours, CLIPVisionModel SDPA eager,
-     and under torch.compile), the GEMM ceiling (ours and torch.matmul), and
-     one 2016x1008 JPEG end to end.
+     and under torch.compile), our time per stage, the GEMM ceiling (ours and
+     torch.matmul), and one 2016x1008 JPEG end to end.
+--ref-backends also runs the reference under each SDPA backend against its
+default one (how far transformers' own bf16 attention implementations lie
+apart); --torch-profile N prints the eager model's per-kernel time.
 Needs torch, transformers, numpy, Pillow (the GPU machine has them).
 
 Usage: vit_parity_bench.py --bin build/tests/bench_vit_cuda --work /tmp/vitbench --out OUTDIR
@@ -141,6 +144,11 @@ def main():
     ap.add_argument("--write-only", action="store_true")
     ap.add_argument("--batches", default="1,8,19,64")
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--skip-packing", action="store_true")
+    ap.add_argument("--ref-backends", action="store_true",
+                    help="also the reference under each SDPA backend against its default (the reference's own spread)")
+    ap.add_argument("--torch-profile", type=int, default=0, help="TILES: per-kernel CUDA time of the eager model")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     t0 = time.time()
@@ -188,6 +196,13 @@ def main():
         m32 = make(torch.float32, "sdpa")
         ref32 = m32(pixel_values=pix.float()).last_hidden_state.float().cpu()
         del m32
+        if a.ref_backends:
+            from torch.nn.attention import sdpa_kernel, SDPBackend
+            for name in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"):
+                with sdpa_kernel(getattr(SDPBackend, name)):
+                    rb = m16(pixel_values=pix).last_hidden_state.float().cpu()
+                report["ref_backend_" + name] = {"vs_default_bf16": rel(rb, ref16), "vs_fp32": rel(rb, ref32)}
+                print("reference backend", name, json.dumps(report["ref_backend_" + name]), flush=True)
     report["parity"] = {
         "tiles": n,
         "ours_vs_hf_bf16": rel(ours, ref16),
@@ -197,9 +212,22 @@ def main():
         "finite": bool(torch.isfinite(ours).all()),
     }
     print(json.dumps(report["parity"]), flush=True)
+    if a.skip_packing:
+        report["packing"] = {}
 
     # projector + packing, one 1000x700 image: 1008x1008 canvas, 3x3 tiles (§4.3)
     W_, H_, C_, R_ = 1000, 700, 3, 3
+    if not a.skip_packing:
+        packing(a, torch, rng, mdir, m16, oth, tiles_path, dev, report, W_, H_, C_, R_)
+
+    # ---- speed ----------------------------------------------------------------------
+    batches = [int(b) for b in a.batches.split(",")]
+    r = subprocess.run([a.bin, "bench", mdir] + [str(b) for b in batches], check=True, capture_output=True, text=True)
+    print(r.stdout, flush=True)
+    bench_rest(a, torch, rng, mdir, m16, dev, report, batches, r.stdout)
+
+
+def packing(a, torch, rng, mdir, m16, oth, tiles_path, dev, report, W_, H_, C_, R_):
     nt = 1 + C_ * R_
     u8b = rng.integers(0, 256, size=(nt, S, S, 3), dtype=np.uint8)
     u8b.tofile(tiles_path)
@@ -227,12 +255,10 @@ def main():
         report["packing"]["newline_rows_exact"] = bool((ours_p[nlmask] == ref_p[nlmask]).all())
     print(json.dumps(report["packing"]), flush=True)
 
-    # ---- speed ----------------------------------------------------------------------
-    batches = [int(b) for b in a.batches.split(",")]
-    r = subprocess.run([a.bin, "bench", mdir] + [str(b) for b in batches], check=True, capture_output=True, text=True)
-    print(r.stdout, flush=True)
+
+def bench_rest(a, torch, rng, mdir, m16, dev, report, batches, stdout):
     ours_t = {}
-    for line in r.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("vit "):
             kv = dict(x.split("=") for x in line.split()[1:])
             ours_t[int(kv["tiles"])] = float(kv["ms"])
@@ -240,6 +266,9 @@ def main():
             report["gemm_ceiling_ours_tflops"] = float(line.split("tflops=")[1])
         elif line.startswith("device:"):
             report["device"] = line.split(": ", 1)[1]
+        elif line.startswith("stage "):  # tiles=N name=S calls=C ms=T share=P% [tflops=F] [gb_s=B]
+            kv = dict(x.split("=") for x in line.split()[1:])
+            report.setdefault("stages", []).append(kv)
 
     def bench(fn, iters=10, warm=3):
         for _ in range(warm):
@@ -272,6 +301,15 @@ def main():
             eager = bench(lambda: m16(pixel_values=x))
             rows.append({"tiles": b, "ours_ms": ours_t.get(b), "eager_ms": eager})
             print(rows[-1], flush=True)
+        if a.torch_profile:
+            x = torch.randn(a.torch_profile, 3, S, S, device=dev).to(torch.bfloat16)
+            m16(pixel_values=x)
+            torch.cuda.synchronize()
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                m16(pixel_values=x)
+                torch.cuda.synchronize()
+            print(f"eager transformers, {a.torch_profile} tiles, per-kernel CUDA time:")
+            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=90))
     if not a.no_compile:
         mc = torch.compile(m16)
         with torch.inference_mode():
@@ -294,6 +332,10 @@ def main():
     report["flops_per_tile"] = flops_tile
 
     # ---- one 2016x1008 JPEG end to end -------------------------------------------------
+    if a.skip_e2e:
+        report["e2e"] = {}
+        write_report(a, report, rows)
+        return
     from PIL import Image
     yy, xx = np.mgrid[0:1008, 0:2016]
     img = np.stack([(xx * 255 // 2015), (yy * 255 // 1007), ((xx + yy) % 256)], -1).astype(np.uint8)
@@ -303,7 +345,10 @@ def main():
     r = subprocess.run([a.bin, "e2e", mdir, jpg, "20"], capture_output=True, text=True)
     print(r.stdout, r.stderr, flush=True)
     report["e2e"] = dict(x.split("=") for x in r.stdout.split()[1:]) if r.returncode == 0 else {"error": r.stderr}
+    write_report(a, report, rows)
 
+
+def write_report(a, report, rows):
     json.dump(report, open(os.path.join(a.out, "vit_bench.json"), "w"), indent=2)
     lines = [f"device: {report.get('device')}", "",
              "| tiles | ours ms | ours tiles/s | ours TFLOP/s | eager ms | compile ms | vs eager | vs compile |",
@@ -317,6 +362,16 @@ def main():
     lines.append("")
     lines.append("GEMM ceiling (8192^3 bf16): ours cuBLASLt %.0f TFLOP/s, torch.matmul %.0f TFLOP/s" % (
         report.get("gemm_ceiling_ours_tflops", 0), report["gemm_ceiling_torch_tflops"]))
+    if report.get("stages"):
+        lines += ["", "ours per stage (device events after every launch; bench_vit_cuda bench):", "",
+                  "| tiles | stage | launches | ms | share | TFLOP/s | GB/s |", "|---|---|---|---|---|---|---|"]
+        for st in report["stages"]:
+            lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                st["tiles"], st["name"], st.get("calls", ""), st["ms"], st.get("share", ""), st.get("tflops", "-"),
+                st.get("gb_s", "-")))
+    for k, val in report.items():
+        if k.startswith("ref_backend_"):
+            lines.append("reference under SDPA backend %s: %s" % (k[len("ref_backend_"):], json.dumps(val)))
     lines.append("parity: " + json.dumps(report["parity"]))
     lines.append("packing: " + json.dumps(report["packing"]))
     lines.append("e2e: " + json.dumps(report["e2e"]))
