@@ -405,26 +405,15 @@ static int check_graph_and_sampler(const char *name, mvl_cuda_dec *g, int V) {
     return 0;
 }
 
-/* w's values rounded to bf16 in an owned copy (the GPU uploads weights as bf16). */
-static int round_weight(mvl_weight *w) {
-    if (!w->data) return 0;
-    size_t n = (size_t)(w->rows * w->cols);
-    float *c = malloc(n * sizeof(float));
-    if (!c) return 1;
-    for (size_t i = 0; i < n; i++) c[i] = mvl_bf16_round(w->data[i]);
-    free(w->owned);
-    w->owned = c, w->data = c;
-    return 0;
-}
-
 static int round_decoder(mvl_decoder *d) {
-    int bad = round_weight(&d->embed) | round_weight(&d->final_norm) | round_weight(&d->lm_head);
+    int bad = mvl_test_round_weight(&d->embed) | mvl_test_round_weight(&d->final_norm) |
+              mvl_test_round_weight(&d->lm_head);
     for (int l = 0; l < d->cfg.num_layers; l++) {
         mvl_dec_layer *L = &d->layers[l];
         mvl_weight *ws[] = {&L->in_norm, &L->post_norm, &L->qkv, &L->gate, &L->norm, &L->out,
                             &L->q,       &L->k,         &L->v,   &L->o,    &L->router};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) bad |= round_weight(ws[i]);
-        for (int e = 0; e < 3 * d->cfg.num_experts; e++) bad |= round_weight(&L->w1[e]);
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) bad |= mvl_test_round_weight(ws[i]);
+        for (int e = 0; e < 3 * d->cfg.num_experts; e++) bad |= mvl_test_round_weight(&L->w1[e]);
     }
     return bad;
 }

@@ -4,6 +4,9 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
+
+#include "kernels/ops.h"
 
 /* max |a - b| / max |b|: the relative error the issue bars are stated in. */
 static inline double mvl_test_rel_err(const float *a, const float *b, size_t n) {
@@ -24,6 +27,19 @@ static inline double mvl_test_norm_rel_err(const float *a, const float *b, size_
         num += d * d, den += (double)b[i] * b[i];
     }
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* w's values rounded to bf16 in an owned copy: a CPU reference on the
+ * weights the GPU uploads (as bf16). 1 when out of memory. */
+static inline int mvl_test_round_weight(mvl_weight *w) {
+    if (!w->data) return 0;
+    size_t n = (size_t)(w->rows * w->cols);
+    float *c = (float *)malloc(n * sizeof(float));
+    if (!c) return 1;
+    for (size_t i = 0; i < n; i++) c[i] = mvl_bf16_round(w->data[i]);
+    free(w->owned);
+    w->owned = c, w->data = c;
+    return 0;
 }
 
 #endif
