@@ -15,6 +15,10 @@
 
 #include "common/mvl_common.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* A stored tensor as the ops use it: [rows, cols] float32, where rows is
  * shape[0] and cols the product of the other dims (a 1-D tensor is 1 x n). */
 typedef struct mvl_weight {
@@ -151,4 +155,7 @@ mvl_status mvl_op_lightning(const float *qkv, int64_t n, int heads, int d, const
  * keeps (its std::nth_element selection, for k * 64 > n_experts <= 256). */
 void mvl_op_route_topk(const float *logits, int n_experts, int k, bool torch_ties, int *idx, float *weight);
 
+#ifdef __cplusplus
+}
+#endif
 #endif
