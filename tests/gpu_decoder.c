@@ -69,17 +69,6 @@ static void make_ids(int32_t *ids, int n, int vocab, uint32_t seed) {
     }
 }
 
-static int argmax(const float *l, int n, double *margin) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (l[i] > l[best]) best = i;
-    double second = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (i != best && l[i] > second) second = l[i];
-    if (margin) *margin = l[best] - second;
-    return best;
-}
-
 /* Largest per-position relative error of [n, V] logits a vs reference b. */
 static double worst_rows(const float *a, const float *b, int n, int V) {
     double w = 0;
@@ -109,8 +98,8 @@ static double median_rows(const float *a, const float *b, int n, int w) {
 static void token_diffs(const float *a, const float *ref, int n, int V, int *hard, int *soft) {
     for (int i = 0; i < n; i++) {
         double m;
-        int r = argmax(ref + (size_t)i * V, V, &m);
-        if (argmax(a + (size_t)i * V, V, NULL) != r) {
+        int r = mvl_test_argmax(ref + (size_t)i * V, V, &m);
+        if (mvl_test_argmax(a + (size_t)i * V, V, NULL) != r) {
             if (m > MARGIN) (*hard)++;
             else (*soft)++;
         }
@@ -236,7 +225,7 @@ static int check_parity(const char *name, mvl_decoder *dec, mvl_decoder *f32, mv
             uint64_t ctr = (uint64_t)i;
             if (mvl_cuda_dec_sample(g, 1, &greedy, &ctr, &gid, &err) != MVL_OK) return die(&err, "sample");
             double m;
-            int32_t cid = argmax(cur, V, &m);
+            int32_t cid = mvl_test_argmax(cur, V, &m);
             if (gid != cid) {
                 if (m > MARGIN) hard++;
                 else soft++;
@@ -365,10 +354,10 @@ static int check_graph_and_sampler(const char *name, mvl_cuda_dec *g, int V) {
     for (int b = 0; b < NS; b++) o[b] = (mvl_sample_opts){0.0f, 0, 1.0f, 0.0f, 0};
     if (mvl_cuda_dec_sample(g, NS, o, ctr, got, &err) != MVL_OK) return die(&err, "sample");
     int bad = 0;
-    for (int b = 0; b < NS; b++) bad += got[b] != argmax(replay + (size_t)b * V, V, NULL);
+    for (int b = 0; b < NS; b++) bad += got[b] != mvl_test_argmax(replay + (size_t)b * V, V, NULL);
     for (int b = 0; b < NS; b++) o[b] = (mvl_sample_opts){0.7f, 1, 1.0f, 0.0f, 99};
     if (mvl_cuda_dec_sample(g, NS, o, ctr, got, &err) != MVL_OK) return die(&err, "sample");
-    for (int b = 0; b < NS; b++) bad += got[b] != argmax(replay + (size_t)b * V, V, NULL);
+    for (int b = 0; b < NS; b++) bad += got[b] != mvl_test_argmax(replay + (size_t)b * V, V, NULL);
     report_count(name, "(6) greedy and top_k=1 draws != argmax", bad, 1);
 
     /* batch independence: sequence 0 alone draws what it draws in the batch */

@@ -51,17 +51,6 @@ static void report(const char *what, double value, double bar) {
     else printf("| %-58s | %10.3e | %8s | info |\n", what, value, "-");
 }
 
-static int argmax(const float *l, int n, double *margin) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (l[i] > l[best]) best = i;
-    double second = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (i != best && l[i] > second) second = l[i];
-    *margin = l[best] - second;
-    return best;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -94,7 +83,7 @@ static cmp compare(const float *a, const float *ref, size_t n, int V) {
         e[i] = mvl_test_rel_err(g, r, (size_t)V);
         c.worst = fmax(c.worst, e[i]);
         double m, unused;
-        if (argmax(g, V, &unused) != argmax(r, V, &m)) {
+        if (mvl_test_argmax(g, V, &unused) != mvl_test_argmax(r, V, &m)) {
             c.hard += m > MARGIN;
             c.big += m > 0.5;
             c.soft += m <= MARGIN;

@@ -29,6 +29,19 @@ static inline double mvl_test_norm_rel_err(const float *a, const float *b, size_
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* Index of the largest of l[0..n) (the first on ties); *margin (if not NULL)
+ * gets its lead over the runner-up. */
+static inline int mvl_test_argmax(const float *l, int n, double *margin) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (l[i] > l[best]) best = i;
+    double second = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (i != best && l[i] > second) second = l[i];
+    if (margin) *margin = l[best] - second;
+    return best;
+}
+
 /* w's values rounded to bf16 in an owned copy: a CPU reference on the
  * weights the GPU uploads (as bf16). 1 when out of memory. */
 static inline int mvl_test_round_weight(mvl_weight *w) {
