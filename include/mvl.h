@@ -153,6 +153,8 @@ const mvl_preproc_config *mvl_model_dir_preproc(const mvl_model_dir *md);
 /* Best canvas for a W x H image (§3.2), as (width, height) in pixels. */
 void mvl_select_canvas(const mvl_preproc_config *cfg, int64_t width, int64_t height, int *canvas_w,
                        int *canvas_h);
+/* Tiles of the largest canvas (thumbnail not counted): the most any image gets. */
+int mvl_preproc_max_tiles(const mvl_preproc_config *cfg);
 /* Visual tokens the LLM sees for a W x H image (§4.2). */
 int64_t mvl_image_token_count(const mvl_preproc_config *cfg, int64_t width, int64_t height);
 /* Caps the canvas of a W x H image, trading detail for speed: keeps only the

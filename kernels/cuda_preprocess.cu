@@ -30,19 +30,12 @@
 #include <nvjpeg.h>
 #endif
 
-#include "kernels/cuda_check.h"
+#include "kernels/cuda_common.cuh"
 #include "kernels/cuda_preprocess.h"
 extern "C" {
 #include "vision/resample.h"
 #include "vision/vision.h"
 }
-
-#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
-#define TRY(x)                                                                                                         \
-    do {                                                                                                               \
-        mvl_status st_ = (x);                                                                                          \
-        if (st_ != MVL_OK) return st_;                                                                                 \
-    } while (0)
 
 namespace {
 
@@ -175,11 +168,6 @@ __global__ void k_ycc_rgb(const uint8_t *__restrict__ Y, const uint8_t *__restri
 }
 #endif
 
-int blocks_for(int64_t n) {
-    int64_t b = (n + 255) / 256;
-    return (int)(b < 1 ? 1 : b > 132 * 16 ? 132 * 16 : b);
-}
-
 // A buffer that only grows; device or pinned host memory.
 struct Buf {
     void *p = nullptr;
@@ -253,15 +241,15 @@ mvl_status enqueue_resize(mvl_cuda_prep *p, const Resize &r, int ntiles, uint8_t
     if (r.dw != sw) { // horizontal pass over the rows the vertical one reads (all when it does not run)
         const int y0 = r.dh != sh ? r.y_first : 0, rows = r.dh != sh ? r.y_last - r.y_first : sh;
         uint8_t *tmp = (uint8_t *)p->dev_tmp.p + r.tmp_off;
-        k_hpass<<<blocks_for((int64_t)rows * r.dw), 256, 0, p->stream>>>(src, sw, y0, rows, r.dw,
+        k_hpass<<<mvl_grid_for((int64_t)rows * r.dw, 256), 256, 0, p->stream>>>(src, sw, y0, rows, r.dw,
                                                                          axis_at(p, &r.h, r.h_off, r.dw), tmp);
         LAUNCH_CHECK();
         src = tmp;
         row_off = y0;
     }
     Axis vert = r.dh != sh ? axis_at(p, &r.v, r.v_off, r.dh) : Axis{nullptr, nullptr, 0};
-    k_place<<<blocks_for((int64_t)ntiles * p->S * p->S), 256, 0, p->stream>>>(src, row_off, vert, r.pl, ntiles,
-                                                                               dst);
+    k_place<<<mvl_grid_for((int64_t)ntiles * p->S * p->S, 256), 256, 0, p->stream>>>(src, row_off, vert, r.pl,
+                                                                                      ntiles, dst);
     LAUNCH_CHECK();
     return MVL_OK;
 }
@@ -381,9 +369,7 @@ extern "C" mvl_status mvl_cuda_prep_end(mvl_cuda_prep *p, const mvl_preproc_conf
     mvl_select_canvas(cfg, W, H, &cw, &ch);
     const int cols = cw / S, rows = ch / S, n = 1 + cols * rows;
     TRY(check_fit(p, cfg, first, n, err));
-    // §3.3 as vision/preprocess.c mvl_preprocess: fill one canvas side,
-    // floor the other, centre (odd pixel of padding bottom/right), at least 1
-    // pixel; §3.4: the thumbnail squashed to S x S.
+    // §3.3 as mvl_preprocess (mvl_letterbox); §3.4: the thumbnail squashed to S x S.
     Resize rs[2];
     memset(rs, 0, sizeof rs);
     rs[0].dw = rs[0].dh = S;
@@ -391,17 +377,7 @@ extern "C" mvl_status mvl_cuda_prep_end(mvl_cuda_prep *p, const mvl_preproc_conf
     Resize &c = rs[1];
     c.pl.cols = cols;
     c.pl.S = S;
-    if ((int64_t)W * ch > (int64_t)H * cw) {
-        c.dw = cw;
-        c.dh = (int)((int64_t)cw * H / W);
-        if (c.dh < 1) c.dh = 1;
-        c.pl.y0 = (ch - c.dh) / 2;
-    } else {
-        c.dh = ch;
-        c.dw = (int)((int64_t)ch * W / H);
-        if (c.dw < 1) c.dw = 1;
-        c.pl.x0 = (cw - c.dw) / 2;
-    }
+    mvl_letterbox(W, H, cw, ch, &c.dw, &c.dh, &c.pl.x0, &c.pl.y0);
     c.pl.nw = c.dw;
     c.pl.nh = c.dh;
 
@@ -578,8 +554,9 @@ mvl_status gpu_decode(mvl_cuda_prep *p, const uint8_t *buf, size_t len, const ch
     }
     NVJ_CHECK(nvjpegDecode(p->nvj, p->nvj_state, buf, len, gray ? NVJPEG_OUTPUT_Y : NVJPEG_OUTPUT_YUV, &out,
                            p->stream));
-    k_ycc_rgb<<<blocks_for((int64_t)W * H), 256, 0, p->stream>>>(planes, out.channel[1], out.channel[2], W, H, cw,
-                                                                 ch, hs, vs, gray, (uint8_t *)p->dev_img.p);
+    k_ycc_rgb<<<mvl_grid_for((int64_t)W * H, 256), 256, 0, p->stream>>>(planes, out.channel[1], out.channel[2], W,
+                                                                        H, cw, ch, hs, vs, gray,
+                                                                        (uint8_t *)p->dev_img.p);
     LAUNCH_CHECK();
     p->rows_sent = H;
     *done = 1;

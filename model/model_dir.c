@@ -264,15 +264,6 @@ static int max_side(const mvl_preproc_config *pp) {
     return m;
 }
 
-static int max_tiles(const mvl_preproc_config *pp) {
-    int m = 0;
-    for (int i = 0; i < pp->n_pinpoints; i++) {
-        int t = (pp->pinpoints[i][0] / pp->size) * (pp->pinpoints[i][1] / pp->size);
-        m = t > m ? t : m;
-    }
-    return m;
-}
-
 mvl_status mvl_model_dir_describe(const mvl_model_dir *md, char **out_text, mvl_error *err) {
     *out_text = NULL;
     survey s;
@@ -322,7 +313,7 @@ mvl_status mvl_model_dir_describe(const mvl_model_dir *md, char **out_text, mvl_
     mvl_strbuf_printf(&b, "preprocessing: %d canvases from %s (sides up to %d px, at most %d tiles of %d px + "
                           "thumbnail); mean [%g, %g, %g], std [%g, %g, %g]\n",
                       pp->n_pinpoints, md->preproc_from_file ? "preprocessor_config.json" : "the released defaults",
-                      max_side(pp), max_tiles(pp), pp->size, pp->mean[0], pp->mean[1], pp->mean[2], pp->std[0], pp->std[1],
+                      max_side(pp), mvl_preproc_max_tiles(pp), pp->size, pp->mean[0], pp->mean[1], pp->mean[2], pp->std[0], pp->std[1],
                       pp->std[2]);
     mvl_strbuf_printf(&b, "text: %d layers, hidden %d, %d heads x %d (kv %d, rotary %d), %d experts top-%d of %d, vocab %d\n",
               t->num_layers, t->hidden_size, t->num_heads, t->head_dim, t->num_kv_heads, t->rotary_dim, t->num_experts,

@@ -49,11 +49,8 @@ static mvl_status gpu_init(mvl_model *m, mvl_error *err) {
     m->dec.cfg = cfg->text;
     m->vit.cfg = cfg->vision;
     m->vit.grid = cfg->vision.image_size / cfg->vision.patch_size;
-    int most = 1;
-    for (int i = 0; i < m->pp.n_pinpoints; i++) {
-        int t = (m->pp.pinpoints[i][0] / m->pp.size) * (m->pp.pinpoints[i][1] / m->pp.size);
-        most = t > most ? t : most;
-    }
+    int most = mvl_preproc_max_tiles(&m->pp);
+    most = most > 1 ? most : 1;
     m->gpu_tiles = 1 + (most < MAX_IMAGE_TILES ? most : MAX_IMAGE_TILES);
     int64_t ctx = m->dec.cfg.max_position_embeddings;
     m->gpu_opts = (mvl_cuda_dec_opts){.max_slots = GPU_SLOTS, .max_ctx = (int)(ctx < GPU_MAX_CTX ? ctx : GPU_MAX_CTX),

@@ -176,6 +176,15 @@ int64_t mvl_image_token_count(const mvl_preproc_config *cfg, int64_t W, int64_t 
     return canvas_tokens(cfg, W, H, cw, ch);
 }
 
+int mvl_preproc_max_tiles(const mvl_preproc_config *cfg) {
+    int most = 0;
+    for (int i = 0; i < cfg->n_pinpoints; i++) {
+        int t = (cfg->pinpoints[i][0] / cfg->size) * (cfg->pinpoints[i][1] / cfg->size);
+        most = t > most ? t : most;
+    }
+    return most;
+}
+
 void mvl_preproc_config_cap(mvl_preproc_config *cfg, int64_t W, int64_t H, int64_t max_tiles, int64_t max_tokens) {
     int kept = 0, S = cfg->size;
     for (int i = 0; i < cfg->n_pinpoints; i++) {
@@ -216,6 +225,24 @@ static mvl_status resize_into(const mvl_image *img, int dw, int dh, uint8_t *dst
     return MVL_OK;
 }
 
+/* §3.3: fill one canvas side, floor the other, centre, odd pixel of
+ * padding bottom/right. The reference cannot resize to 0 pixels (Pillow
+ * raises); extreme aspect ratios get 1 pixel instead of failing. */
+void mvl_letterbox(int64_t W, int64_t H, int cw, int ch, int *nw, int *nh, int *x0, int *y0) {
+    *x0 = *y0 = 0;
+    if (W * ch > H * cw) {
+        *nw = cw;
+        *nh = (int)((int64_t)cw * H / W);
+        if (*nh < 1) *nh = 1;
+        *y0 = (ch - *nh) / 2;
+    } else {
+        *nh = ch;
+        *nw = (int)((int64_t)ch * W / H);
+        if (*nw < 1) *nw = 1;
+        *x0 = (cw - *nw) / 2;
+    }
+}
+
 mvl_status mvl_preprocess(const mvl_image *img, const mvl_preproc_config *cfg, mvl_preproc_result *out,
                           mvl_error *err) {
     memset(out, 0, sizeof *out);
@@ -230,21 +257,8 @@ mvl_status mvl_preprocess(const mvl_image *img, const mvl_preproc_config *cfg, m
     uint8_t *canvas = mvl_calloc((size_t)cw * ch, 3, err); /* black, §3.3 */
     mvl_status st = tiles && canvas ? MVL_OK : MVL_ERR_NOMEM;
 
-    /* §3.3: fill one canvas side, floor the other, centre, odd pixel of
-     * padding bottom/right. The reference cannot resize to 0 pixels (Pillow
-     * raises); extreme aspect ratios get 1 pixel instead of failing. */
-    int nw, nh, x0 = 0, y0 = 0;
-    if (W * ch > H * cw) {
-        nw = cw;
-        nh = (int)((int64_t)cw * H / W);
-        if (nh < 1) nh = 1;
-        y0 = (ch - nh) / 2;
-    } else {
-        nh = ch;
-        nw = (int)((int64_t)ch * W / H);
-        if (nw < 1) nw = 1;
-        x0 = (cw - nw) / 2;
-    }
+    int nw, nh, x0, y0;
+    mvl_letterbox(W, H, cw, ch, &nw, &nh, &x0, &y0);
     /* §3.4: thumbnail squashed to S x S, first. */
     if (st == MVL_OK) st = resize_into(img, S, S, tiles, (size_t)S * 3, 0, 0, err);
     if (st == MVL_OK) st = resize_into(img, nw, nh, canvas, (size_t)cw * 3, x0, y0, err);

@@ -23,6 +23,10 @@ int mvl_exif_orientation(const uint8_t *tiff, size_t n);
  * at 255 (vision.md §3.6). */
 void mvl_convert_row_to_rgb(const mvl_image *img, const void *src, size_t n, uint8_t *dst);
 
+/* Where a W x H image lands on a cw x ch canvas (vision.md §3.3): resized to
+ * *nw x *nh at (*x0, *y0). */
+void mvl_letterbox(int64_t W, int64_t H, int cw, int ch, int *nw, int *nh, int *x0, int *y0);
+
 /* Resizes img to dw x dh in its own mode exactly as Pillow's
  * Image.resize(size, BICUBIC) does, including its mode rules: NEAREST for
  * "P"/"1", premultiplied alpha for RGBA/LA, a plain copy at the same size. */
