@@ -88,8 +88,7 @@ static double median_rows(const float *a, const float *b, int n, int w) {
     double *e = malloc((size_t)n * sizeof(double)), m;
     if (!e) return INFINITY;
     for (int i = 0; i < n; i++) e[i] = mvl_test_rel_err(a + (size_t)i * w, b + (size_t)i * w, (size_t)w);
-    qsort(e, (size_t)n, sizeof *e, mvl_bench_cmp_double);
-    m = e[n / 2];
+    m = mvl_bench_median(e, n);
     free(e);
     return m;
 }

@@ -34,6 +34,7 @@
 #include "kernels/cuda_decoder.h"
 #include "kernels/cuda_vit.h"
 #include "kernels/gpu.h"
+#include "bench_util.h"
 #include "mvl.h"
 #include "test_util.h"
 
@@ -49,11 +50,6 @@ static void report(const char *what, double value, double bar) {
     if (!ok) failures++;
     if (bar > 0) printf("| %-58s | %10.3e | %8.0e | %-4s |\n", what, value, bar, ok ? "ok" : "FAIL");
     else printf("| %-58s | %10.3e | %8s | info |\n", what, value, "-");
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* Made-up tiles [n, S, S, 3]: smooth gradients with some noise. */
@@ -82,15 +78,14 @@ static cmp compare(const float *a, const float *ref, size_t n, int V) {
         for (int j = 0; j < V; j++) c.nan += isnan(g[j]);
         e[i] = mvl_test_rel_err(g, r, (size_t)V);
         c.worst = fmax(c.worst, e[i]);
-        double m, unused;
-        if (mvl_test_argmax(g, V, &unused) != mvl_test_argmax(r, V, &m)) {
+        double m;
+        if (mvl_test_argmax(g, V, NULL) != mvl_test_argmax(r, V, &m)) {
             c.hard += m > MARGIN;
             c.big += m > 0.5;
             c.soft += m <= MARGIN;
         }
     }
-    if (e) qsort(e, n, sizeof *e, cmp_double);
-    c.median = e ? e[n / 2] : INFINITY;
+    c.median = e ? mvl_bench_median(e, (int)n) : INFINITY;
     c.norm = mvl_test_norm_rel_err(a, ref, n * (size_t)V);
     free(e);
     return c;
