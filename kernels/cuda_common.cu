@@ -1,6 +1,9 @@
 // Shared host helpers and the cuBLASLt Linear of the CUDA backend (see
 // cuda_common.cuh).
 #include "kernels/cuda_common.cuh"
+#include "kernels/cuda_wgmma.cuh"
+
+#include <cudaTypedefs.h>
 
 float mvl_half_bits_to_f32(uint16_t h) {
     uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, u;
@@ -137,5 +140,40 @@ mvl_status mvl_cuda_fill_random_bf16(cudaStream_t s, bf16 *p, int64_t n, uint32_
 mvl_status mvl_cuda_fill_random_u8(cudaStream_t s, uint8_t *p, int64_t n, uint32_t seed, mvl_error *err) {
     k_fill_random_u8<<<mvl_grid_for(n, 256), 256, 0, s>>>(p, n, seed);
     LAUNCH_CHECK();
+    return MVL_OK;
+}
+
+mvl_status mvl_cuda_tensor_map_bf16(CUtensorMap *map, const void *base, int rank, const uint64_t *dims,
+                                    const uint64_t *strides, const uint32_t *box, mvl_error *err) {
+    // The driver call comes through the runtime's entry-point lookup, so the
+    // library needs no link against libcuda.
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
+    if (!encode) {
+        cudaDriverEntryPointQueryResult q;
+        void *fn = nullptr;
+        CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q));
+        if (q != cudaDriverEntryPointSuccess || !fn)
+            return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: the CUDA driver has no cuTensorMapEncodeTiled", __FILE__,
+                            __LINE__);
+        encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+    }
+    cuuint64_t d[3], st[2];
+    cuuint32_t b[3], one[3] = {1, 1, 1};
+    for (int i = 0; i < rank; i++) d[i] = dims[i], b[i] = box[i];
+    for (int i = 0; i + 1 < rank; i++) st[i] = strides[i];
+    CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, (cuuint32_t)rank, (void *)base, d, st, b, one,
+                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
+        return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: cuTensorMapEncodeTiled failed (CUresult %d, rank %d)", __FILE__,
+                        __LINE__, (int)r, rank);
+    return MVL_OK;
+}
+
+mvl_status mvl_cuda_has_wgmma(int device, int *yes, mvl_error *err) {
+    int major = 0, minor = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    *yes = major == 9 && minor == 0;
     return MVL_OK;
 }
