@@ -20,6 +20,7 @@ Needs torch, transformers, numpy, Pillow (the GPU machine has them).
 
 Usage: vit_parity_bench.py --bin build/tests/bench_vit_cuda --work /tmp/vitbench --out OUTDIR
        vit_parity_bench.py --write-only --work DIR   (model directory only, numpy only)
+       vit_parity_bench.py --init hf --parity-only ...  (transformers' own random initialisation; parity only)
 """
 import argparse
 import json
@@ -75,6 +76,27 @@ def vision_tensors(rng):
     return out
 
 
+def clip_config():
+    from transformers import CLIPVisionConfig
+    return CLIPVisionConfig(hidden_size=V, intermediate_size=I, num_hidden_layers=L, num_attention_heads=NH,
+                            image_size=S, patch_size=P, hidden_act="gelu", layer_norm_eps=1e-5, projection_dim=D)
+
+
+def vision_tensors_hf(seed):
+    """The same names, valued as transformers' own CLIPVisionModel initialisation leaves them (seeded)."""
+    import torch
+    from transformers import CLIPVisionModel
+    torch.manual_seed(seed)
+    sd = CLIPVisionModel(clip_config()).state_dict()
+    out = {}
+    for k, t in sd.items():
+        if "post_layernorm" in k or "position_ids" in k:
+            continue
+        name = k if k.startswith("vision_model.") else "vision_model." + k
+        out[name] = t.float().numpy()
+    return out
+
+
 def other_tensors(rng):
     return {
         "multi_modal_projector.linear_1.weight": rng.standard_normal((D, V), dtype=np.float32) * np.float32(0.03),
@@ -85,11 +107,15 @@ def other_tensors(rng):
     }
 
 
-def write_model(work):
+def write_model(work, init="script"):
     d = os.path.join(work, "model")
     os.makedirs(d, exist_ok=True)
     rng = np.random.default_rng(20261122)
-    vis = {k: bf16_round(v) for k, v in vision_tensors(rng).items()}
+    # "script": the scales above (LayerNorm gains 1 +- 0.1, biases everywhere);
+    # "hf": transformers' own initialisation (unit gains, zero biases, smaller
+    # attention weights), the projector unchanged.
+    vis = vision_tensors(rng) if init == "script" else vision_tensors_hf(20261122)
+    vis = {k: bf16_round(v) for k, v in vis.items()}
     oth = {k: bf16_round(v) for k, v in other_tensors(rng).items()}
     items = {"vision_tower." + k: v for k, v in vis.items()}
     items.update(oth)
@@ -142,9 +168,12 @@ def main():
     ap.add_argument("--work", default="/tmp/vitbench")
     ap.add_argument("--out", default=".")
     ap.add_argument("--write-only", action="store_true")
+    ap.add_argument("--init", choices=("script", "hf"), default="script",
+                    help="random weights at this script's scales, or as transformers initialises CLIPVisionModel")
     ap.add_argument("--batches", default="1,8,19,64")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--parity-only", action="store_true", help="the parity part only (no packing, no speed)")
     ap.add_argument("--skip-packing", action="store_true")
     ap.add_argument("--ref-backends", action="store_true",
                     help="also the reference under each SDPA backend against its default (the reference's own spread)")
@@ -152,7 +181,7 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     t0 = time.time()
-    mdir, vis, oth = write_model(a.work)
+    mdir, vis, oth = write_model(a.work, a.init)
     print(f"model dir {mdir} written in {time.time() - t0:.1f} s", flush=True)
     if a.write_only:
         return
@@ -160,10 +189,9 @@ def main():
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
-    report = {}
+    report = {"init": a.init}
     dev = "cuda"
-    cfg = CLIPVisionConfig(hidden_size=V, intermediate_size=I, num_hidden_layers=L, num_attention_heads=NH,
-                           image_size=S, patch_size=P, hidden_act="gelu", layer_norm_eps=1e-5, projection_dim=D)
+    cfg = clip_config()
     sd = {k: torch.from_numpy(v) for k, v in vis.items()}
 
     def make(dtype, attn):
@@ -212,6 +240,9 @@ def main():
         "finite": bool(torch.isfinite(ours).all()),
     }
     print(json.dumps(report["parity"]), flush=True)
+    if a.parity_only:
+        json.dump(report, open(os.path.join(a.out, "vit_parity_%s.json" % a.init), "w"), indent=2)
+        return
     if a.skip_packing:
         report["packing"] = {}
 
@@ -372,7 +403,7 @@ def write_report(a, report, rows):
     for k, val in report.items():
         if k.startswith("ref_backend_"):
             lines.append("reference under SDPA backend %s: %s" % (k[len("ref_backend_"):], json.dumps(val)))
-    lines.append("parity: " + json.dumps(report["parity"]))
+    lines.append("parity (weights: %s): %s" % (report["init"], json.dumps(report["parity"])))
     lines.append("packing: " + json.dumps(report["packing"]))
     lines.append("e2e: " + json.dumps(report["e2e"]))
     open(os.path.join(a.out, "vit_bench.md"), "w").write("\n".join(lines) + "\n")
