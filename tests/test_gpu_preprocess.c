@@ -10,7 +10,11 @@
  * 4:2:2, 4:4:4, gray), the decoded image must equal libjpeg-turbo's and the
  * tiles the CPU's; the others (progressive, CMYK, YCCK, EXIF rotations, PNG)
  * take the CPU decoder, and the tiles must still be the CPU's. The staged region is poisoned before
- * every image so unwritten bytes show. Skipped (77) without a GPU. */
+ * every image so unwritten bytes show. Last, damaged copies of GPU-eligible
+ * JPEGs (flips, truncations, 0xFF runs): mvl_cuda_prep_file must refuse
+ * every file the CPU decoder refuses, naming it, and give the CPU's tiles for
+ * every file the CPU decodes (nvJPEG must not turn a corrupt file into a
+ * silently different image). Skipped (77) without a GPU. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +23,7 @@
 #include "kernels/cuda_vit.h"
 #include "kernels/gpu.h"
 #include "mvl.h"
+#include "test_util.h"
 #include "vision/vision.h"
 
 static int failures;
@@ -135,6 +140,58 @@ static int check_file(mvl_cuda_vit *v, mvl_cuda_prep *p, const mvl_preproc_confi
     return rc;
 }
 
+/* Damaged copies of one JPEG through mvl_cuda_prep_file against the CPU
+ * decoder + mvl_preprocess; counts the disagreements into failures. */
+static int check_mutations(mvl_cuda_prep *p, const mvl_preproc_config *pc, const char *dir, const char *file,
+                           int count, uint64_t *rng, mvl_error *err) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    char *orig = NULL;
+    size_t n = 0;
+    if (mvl_read_file(path, 64u << 20, &orig, &n, err) != MVL_OK) return 1;
+    uint8_t *buf = malloc(n);
+    int refused = 0, same = 0, on_gpu_n = 0, bad = 0;
+    const size_t tile = (size_t)pc->size * pc->size * 3;
+    for (int t = 0; buf && t < count; t++) {
+        size_t len = mvl_test_mutate((const uint8_t *)orig, n, buf, rng);
+        mvl_error ec = {0}, eg = {0};
+        mvl_image *img = NULL;
+        mvl_preproc_result pr = {0};
+        int cpu_ok = mvl_image_decode(buf, len, file, NULL, &img, &ec) == MVL_OK &&
+                     mvl_preprocess(img, pc, &pr, &ec) == MVL_OK;
+        mvl_cuda_image im = {0};
+        int nt = 0, on_gpu = 0;
+        int gpu_ok = mvl_cuda_prep_file(p, buf, len, file, pc, 0, &im, &nt, &on_gpu, &eg) == MVL_OK;
+        on_gpu_n += on_gpu;
+        const char *why = NULL;
+        if (cpu_ok != gpu_ok)
+            why = cpu_ok ? "GPU path refused a file the CPU decodes" : "GPU path accepted a file the CPU refuses";
+        else if (!gpu_ok && !strstr(eg.msg, file)) why = "error does not name the file";
+        else if (gpu_ok) {
+            uint8_t *got = malloc((size_t)pr.n_patches * tile);
+            if (!got || nt != pr.n_patches || mvl_cuda_prep_download(p, 0, nt, got, &eg) != MVL_OK ||
+                memcmp(got, pr.tiles, (size_t)nt * tile))
+                why = "tiles differ from the CPU's";
+            free(got);
+        }
+        if (gpu_ok && !why) same++;
+        if (!gpu_ok && !why) refused++;
+        if (why) {
+            bad++;
+            if (bad <= 5)
+                printf("  %s damage #%d (%zu of %zu bytes, %s): %s; CPU: %s; GPU: %s\n", file, t, len, n,
+                       on_gpu ? "nvJPEG" : "CPU decoder", why, cpu_ok ? "ok" : ec.msg, gpu_ok ? "ok" : eg.msg);
+        }
+        mvl_preproc_result_free(&pr);
+        mvl_image_free(img);
+    }
+    printf("| %s | %d | %d | %d | %d | %d | %s |\n", file, count, on_gpu_n, refused, same, bad, bad ? "FAIL" : "ok");
+    failures += bad;
+    free(buf);
+    free(orig);
+    return !buf;
+}
+
 int main(void) {
     int ngpu;
     char gname[256], dir[1024], path[1100];
@@ -226,6 +283,12 @@ int main(void) {
                     "|---|---|---|---|---|---|\n");
     snprintf(path, sizeof path, "%s/testdata/images", src ? src : ".");
     for (size_t i = 0; !rc && i < sizeof jpegs / sizeof jpegs[0]; i++) rc = check_file(v, p, pc, path, jpegs[i], &err);
+    static const char *eligible[] = {"jpeg_1000x700.jpg", "jpeg_1024x768_444.jpg", "jpeg_333x251_422.jpg",
+                                     "jpeg_gray_500x375.jpg"};
+    uint64_t rng = 20261123;
+    if (!rc) printf("\n| damaged file | copies | on GPU | refused | same | disagree | |\n|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; !rc && i < sizeof eligible / sizeof eligible[0]; i++)
+        rc = check_mutations(p, pc, path, eligible[i], 60, &rng, &err);
     if (rc) {
         printf("FAILED: %s\n", err.msg);
         failures++;

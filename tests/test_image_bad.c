@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mvl.h"
+#include "test_util.h"
 
 static const char *path_of(const char *rel) {
     static char buf[1024];
@@ -118,22 +119,7 @@ static void test_mutations(void **state) {
         uint8_t *buf = malloc(n);
         assert_non_null(buf);
         for (int t = 0; t < 150; t++) {
-            memcpy(buf, orig, n);
-            size_t len = n;
-            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-            int kind = (int)(rng >> 60) % 3;
-            if (kind == 0) { /* flip a few bytes, biased to the headers */
-                for (int k = 0; k < 4; k++) {
-                    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-                    size_t at = (rng >> 33) % (k < 2 && n > 600 ? 600 : n);
-                    buf[at] ^= (uint8_t)(rng >> 20 | 1);
-                }
-            } else if (kind == 1) {
-                len = (size_t)((rng >> 33) % n);
-            } else { /* 0xFF runs look like length fields and markers */
-                size_t at = (rng >> 33) % n;
-                for (size_t k = at; k < at + 4 && k < n; k++) buf[k] = 0xFF;
-            }
+            size_t len = mvl_test_mutate(orig, n, buf, &rng);
             mvl_image *img;
             mvl_error err = {0};
             mvl_image_opts o = {.strict_reference = t & 1};

@@ -4,7 +4,9 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/ops.h"
 
@@ -53,6 +55,30 @@ static inline int mvl_test_round_weight(mvl_weight *w) {
     free(w->owned);
     w->owned = c, w->data = c;
     return 0;
+}
+
+/* One damaged copy of orig[0..n) in buf (n bytes of room), for the
+ * malformed-input tests: a few byte flips biased to the first 600 bytes (the
+ * headers), a truncation, or a run of 0xFF (which looks like markers and
+ * length fields). Returns the damaged length; *rng is an LCG state. */
+static inline size_t mvl_test_mutate(const uint8_t *orig, size_t n, uint8_t *buf, uint64_t *rng) {
+    memcpy(buf, orig, n);
+    size_t len = n;
+    *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+    int kind = (int)(*rng >> 60) % 3;
+    if (kind == 0) {
+        for (int k = 0; k < 4; k++) {
+            *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+            size_t at = (*rng >> 33) % (k < 2 && n > 600 ? 600 : n);
+            buf[at] ^= (uint8_t)(*rng >> 20 | 1);
+        }
+    } else if (kind == 1) {
+        len = (size_t)((*rng >> 33) % n);
+    } else {
+        size_t at = (*rng >> 33) % n;
+        for (size_t k = at; k < at + 4 && k < n; k++) buf[k] = 0xFF;
+    }
+    return len;
 }
 
 #endif
