@@ -111,6 +111,13 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     memcpy(&u, &v, 4);
     return u;
 }
+// 2^x on the special-function unit (denormal results flush to 0, 2^-inf = 0):
+// the softmax exponent of the attention kernels.
+__device__ __forceinline__ float ex2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
 
 // ---- cuBLASLt Linear ----------------------------------------------------------------
 
