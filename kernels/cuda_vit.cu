@@ -204,12 +204,6 @@ template <int MT, int NW, int BN, int NBUF> constexpr int fa_smem() {
     return (16 * MT * NW + 2 * NBUF * BN) * FA_LDS * 2;
 }
 
-__device__ __forceinline__ float ex2_ftz(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
 // One key block of BN keys (kvalid of them real) for MT m-tiles of one warp.
 template <int MT, int BN, bool TAIL>
 __device__ __forceinline__ void fa_block(const bf16 *bK, const bf16 *bV, int kvalid, int lane, float scale_log2,
