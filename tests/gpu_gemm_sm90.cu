@@ -63,9 +63,20 @@ static void run_ref(mvl_cuda_gemm *g, const Bufs *b, bool bias, int epi) {
     }
 }
 
+static const char *sched_name(int sched) {
+    switch (sched) {
+    case MVL_SM90_COOP: return "coop";
+    case MVL_SM90_PINGPONG: return "pingpong";
+    case MVL_SM90_COOP_TMA: return "coop-tma";
+    case MVL_SM90_COOP_CLUSTER: return "cluster";
+    case MVL_SM90_COOP_TMA_OVERLAP: return "tma-ovl";
+    default: return "clus-ovl";
+    }
+}
+
 static int bf16_ord(uint16_t u) { return (u & 0x8000) ? -(int)(u & 0x7fff) : (int)u; }
 
-/* One shape, both epilogues and schedules: returns how many of the 4 missed a bar. The references add the
+/* One shape, both epilogues and every schedule: returns how many of the 12 missed a bar. The references add the
  * bias when `bias`; ours gets it only when also `bias_ours` (false: a broken run the bars must catch). */
 static int check(mvl_cuda_gemm *g, int64_t m, int64_t n, int64_t k, bool bias, bool bias_ours, uint32_t seed) {
     mvl_error err = {};
@@ -93,7 +104,8 @@ static int check(mvl_cuda_gemm *g, int64_t m, int64_t n, int64_t k, bool bias, b
     for (int epi : {MVL_EPI_NONE, MVL_EPI_GELU}) {
         run_ref(g, &b, bias, epi);
         CK(cudaMemcpy(hr.data(), b.ref, m * n * 2, cudaMemcpyDeviceToHost));
-        for (int sched : {MVL_SM90_COOP, MVL_SM90_PINGPONG}) {
+        for (int sched : {MVL_SM90_COOP, MVL_SM90_PINGPONG, MVL_SM90_COOP_TMA, MVL_SM90_COOP_CLUSTER,
+                          MVL_SM90_COOP_TMA_OVERLAP, MVL_SM90_COOP_CLUSTER_OVERLAP}) {
             CK(cudaMemset(b.y, 0xff, m * n * 2)); /* NaN */
             MV(mvl_cuda_linear_sm90(0, b.x, m, k, b.w, n, bias_ours ? b.bias : nullptr, b.y, epi, sched, &err));
             CK(cudaDeviceSynchronize());
@@ -127,7 +139,7 @@ static int check(mvl_cuda_gemm *g, int64_t m, int64_t n, int64_t k, bool bias, b
             printf("%-4s M %6lld N %5lld K %5lld %-7s %-4s %-8s: vs cuBLASLt rel %.2e, max %lld ulp, %.3f%% differ; "
                    "vs f64 rel %.2e (cuBLASLt %.2e); unwritten %lld\n",
                    ok ? "ok" : "FAIL", (long long)m, (long long)n, (long long)k, bias ? "bias" : "no-bias",
-                   epi == MVL_EPI_GELU ? "gelu" : "none", sched == MVL_SM90_COOP ? "coop" : "pingpong", rel,
+                   epi == MVL_EPI_GELU ? "gelu" : "none", sched_name(sched), rel,
                    (long long)ulp_max, 100.0 * ulp_ne / (double)(m * n), frel, crel, (long long)nan);
             fails += !ok;
         }
@@ -192,7 +204,15 @@ static int bench(mvl_cuda_gemm *g, int tiles) {
                 {"sm90 coop, bias", bench_ours, MVL_EPI_NONE, MVL_SM90_COOP},
                 {"sm90 coop, bias + GELU", bench_ours, MVL_EPI_GELU, MVL_SM90_COOP},
                 {"sm90 pingpong, bias", bench_ours, MVL_EPI_NONE, MVL_SM90_PINGPONG},
-                {"sm90 pingpong, bias + GELU", bench_ours, MVL_EPI_GELU, MVL_SM90_PINGPONG}};
+                {"sm90 pingpong, bias + GELU", bench_ours, MVL_EPI_GELU, MVL_SM90_PINGPONG},
+                {"sm90 coop-tma, bias", bench_ours, MVL_EPI_NONE, MVL_SM90_COOP_TMA},
+                {"sm90 coop-tma, bias + GELU", bench_ours, MVL_EPI_GELU, MVL_SM90_COOP_TMA},
+                {"sm90 cluster, bias", bench_ours, MVL_EPI_NONE, MVL_SM90_COOP_CLUSTER},
+                {"sm90 cluster, bias + GELU", bench_ours, MVL_EPI_GELU, MVL_SM90_COOP_CLUSTER},
+                {"sm90 tma-ovl, bias", bench_ours, MVL_EPI_NONE, MVL_SM90_COOP_TMA_OVERLAP},
+                {"sm90 tma-ovl, bias + GELU", bench_ours, MVL_EPI_GELU, MVL_SM90_COOP_TMA_OVERLAP},
+                {"sm90 clus-ovl, bias", bench_ours, MVL_EPI_NONE, MVL_SM90_COOP_CLUSTER_OVERLAP},
+                {"sm90 clus-ovl, bias + GELU", bench_ours, MVL_EPI_GELU, MVL_SM90_COOP_CLUSTER_OVERLAP}};
     for (auto &r : rows) {
         BenchCtx c = {g, &b, r.epi, r.sched};
         const double ms = time_ms(15, e0, e1, r.fn, &c);
@@ -235,7 +255,7 @@ int main(int argc, char **argv) {
         fails += check(&g, 129, 768, 64, false, false, 404);
         printf("expected to fail (bias left out of ours):\n");
         const int caught = check(&g, 577, 512, 256, true, false, 505);
-        if (caught != 4) printf("FAIL: the bars caught %d of 4 broken runs\n", caught), fails++;
+        if (caught != 12) printf("FAIL: the bars caught %d of 12 broken runs\n", caught), fails++;
         printf("%s\n", fails ? "FAILED" : "all passed");
         rc = fails ? 1 : 0;
     }
