@@ -158,18 +158,10 @@ mvl_status mvl_cuda_fill_random_u8(cudaStream_t s, uint8_t *p, int64_t n, uint32
 // (torch rounds the Linear's output), then 0.5 x (1 + erf(x / sqrt 2)) in fp32 on that bf16 value, rounded to
 // bf16 (vision.md: exact erf GELU). Launch only where mvl_cuda_has_wgmma says yes and
 // mvl_cuda_linear_sm90_ok takes the shape (k % 64 == 0, n % 256 == 0); x, w, y 16-byte aligned.
-// sched picks the kernel schedule (kernels/cuda_gemm_sm90.cu; AUTO: the fastest measured at the ViT's fc1
-// shape).
+// sched picks the kernel schedule (kernels/cuda_gemm_sm90.cu says what each does; AUTO: the fastest measured
+// at the ViT's fc1 shape, or the one MVL_SM90_SCHED=<number> names, for benchmarking).
 enum { MVL_EPI_NONE = 0, MVL_EPI_GELU = 1 };
-enum {
-    MVL_SM90_AUTO,
-    MVL_SM90_COOP,
-    MVL_SM90_PINGPONG,
-    MVL_SM90_COOP_TMA,
-    MVL_SM90_COOP_CLUSTER,
-    MVL_SM90_COOP_TMA_OVERLAP,
-    MVL_SM90_COOP_CLUSTER_OVERLAP
-};
+enum { MVL_SM90_AUTO, MVL_SM90_EXPOSED, MVL_SM90_OVERLAP, MVL_SM90_TABLE };
 bool mvl_cuda_linear_sm90_ok(int64_t m, int64_t k, int64_t n);
 mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
                                 const bf16 *bias, bf16 *y, int epi, int sched, mvl_error *err);
