@@ -1,0 +1,460 @@
+// The ViT's attention on Hopper (head size 64): see cuda_vit_attn.h.
+// Persistent CTAs, one per SM: a producer warpgroup (one thread issues TMA
+// loads; it gives its registers to the consumers with setmaxnreg) and NWG
+// consumer warpgroups of 64 queries each. Per key block of 64 keys:
+//   S = Q K^T   wgmma, both operands from shared memory, K-major, in the
+//               128-byte swizzle the TMA writes (rows of 64 bf16 = 128 B);
+//   softmax     online, fp32 in registers, exp2 with the scale folded in;
+//   O += P V    wgmma with P from registers (the m64nN accumulator layout of
+//               S is, per warp, the m16n8k16 A-fragment layout, so P is packed
+//               to bf16 in place) and V from shared memory read N-major;
+// in FlashAttention-3's order: the PV of block k-1 and the QK^T of block k
+// run on the tensor cores while the softmax of block k runs.
+// Two kernels:
+//   streaming  a work unit is NWG*64 queries of one (tile, head); its K/V
+//              blocks stream through AT_NST stages (full/empty mbarriers),
+//              the producer running ahead into the next unit;
+//   resident   a work unit is a whole (tile, head) (at most AT_RES_NKB key
+//              blocks): its K/V are loaded once and every query block of it
+//              reads them from shared memory.
+// Tails (577 = 9 x 64 + 1 tokens at full size): the TMA zero-fills rows past
+// ntok, the last key block masks its keys past ntok to -inf and, holding at
+// most 16 real keys (NARROW), runs as an m64n16 product and one k-step of PV;
+// a warpgroup without real queries only keeps the barrier counts, and rows
+// past ntok are not stored. Bidirectional: no other mask (vision.md §1.2
+// step 5).
+#include <math.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "kernels/cuda_vit_attn.h"
+#include "kernels/cuda_wgmma.cuh"
+
+namespace {
+
+constexpr int AT_D = 64, AT_BN = 64, AT_NST = 4, AT_RES_NKB = 10;
+constexpr int AT_TILE = 64 * AT_D * 2; // bytes of one 64-row bf16 tile (8 KB), 1024-byte aligned
+
+// Launch shape: NWG consumer warpgroups and the producer warpgroup; the
+// setmaxnreg budgets fill the register file (entry cap 65536 / THREADS).
+// Shared memory: Q double-buffered per consumer warpgroup, then NKV K/V
+// tiles each.
+template <int NWG, int NKV> struct AtShape {
+    static constexpr int THREADS = NWG * 128 + 128;
+    static constexpr int SMEM = 1024 + (2 * NWG + 2 * NKV) * AT_TILE; // + slack for the 1024-byte alignment
+    static constexpr int CONS_REG = NWG == 3 ? 160 : 240, PROD_REG = 24;
+};
+
+// One online-softmax step on a key block held as NT n-tiles of the m64nN
+// accumulator layout (s[4j], s[4j+1]: row g, keys 8j + 2*t4 + {0, 1};
+// s[4j+2], s[4j+3]: row g+8), keys >= kvalid masked when MASK: updates the
+// running maximum m (times scale_log2) and this thread's partial row sums l,
+// returns the factors a0, a1 that rescale o's rows, and packs P to bf16 as
+// the A fragments of the NT/2 k-steps of P V. Every block holds a real key,
+// so the maxima stay finite.
+template <int NT, bool MASK>
+__device__ __forceinline__ void at_softmax(const float (&s)[4 * NT], int kvalid, int t4, float scale_log2,
+                                           float (&m)[2], float (&l)[2], uint32_t (&pa)[NT / 2][4], float &a0,
+                                           float &a1) {
+    float v[4 * NT]; // s, masked (s itself is a wgmma accumulator: left alone)
+#pragma unroll
+    for (int j = 0; j < 4 * NT; j++) v[j] = MASK && 8 * (j / 4) + 2 * t4 + (j & 1) >= kvalid ? -INFINITY : s[j];
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        mx0 = fmaxf(mx0, fmaxf(v[4 * j], v[4 * j + 1]));
+        mx1 = fmaxf(mx1, fmaxf(v[4 * j + 2], v[4 * j + 3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    mx0 = fmaxf(m[0], mx0 * scale_log2), mx1 = fmaxf(m[1], mx1 * scale_log2);
+    a0 = ex2_ftz(m[0] - mx0), a1 = ex2_ftz(m[1] - mx1);
+    m[0] = mx0, m[1] = mx1;
+    float l0 = 0.f, l1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        const float p0 = ex2_ftz(fmaf(v[4 * j], scale_log2, -mx0)), p1 = ex2_ftz(fmaf(v[4 * j + 1], scale_log2, -mx0));
+        const float p2 = ex2_ftz(fmaf(v[4 * j + 2], scale_log2, -mx1)),
+                    p3 = ex2_ftz(fmaf(v[4 * j + 3], scale_log2, -mx1));
+        l0 += p0 + p1, l1 += p2 + p3;
+        // n-tiles 2kk (keys 0-7 of k-step kk) and 2kk+1 (keys 8-15)
+        pa[j >> 1][(j & 1) * 2 + 0] = pack_bf16(p0, p1);
+        pa[j >> 1][(j & 1) * 2 + 1] = pack_bf16(p2, p3);
+    }
+    l[0] = l[0] * a0 + l0, l[1] = l[1] * a1 + l1;
+}
+
+// Arrives on `bar` when sel == 0 (lane 0 of a warp), as a predicated
+// instruction: a branch here would make ptxas serialize the wgmma in flight
+// around it.
+__device__ __forceinline__ void mbar_arrive_if0(uint64_t *bar, int sel) {
+    asm volatile("{\n.reg .pred p;\nsetp.eq.u32 p, %1, 0;\n@p mbarrier.arrive.shared::cta.b64 _, [%0];\n}\n" ::"r"(
+                     smem_u32(bar)),
+                 "r"(sel)
+                 : "memory");
+}
+
+// One pass of a warpgroup's 64 queries (Q tile at descriptor dq) over the
+// nkb key blocks of a (tile, head), accumulating o, the running maxima m and
+// the partial row sums l. slot(k) gives block k's K/V tile index and the
+// parity of its full barrier. Every block's tile is released on `empty`
+// unless keep (lane 0 of each warp), the Q tile on qempty after the last
+// QK^T. The last block runs masked, as an m64n16 product when NARROW.
+template <bool NARROW, class Slot>
+__device__ __forceinline__ void at_pass(uint64_t dq, uint64_t dk0, uint64_t dv0, int nkb, int tail, float scale_log2,
+                                        int lane, uint64_t *full, uint64_t *empty, uint64_t *qempty, int keep,
+                                        Slot slot, float (&o)[32], float (&m)[2], float (&l)[2]) {
+    // K-major operands: 8-row atoms 1024 B apart, k-step kk at +32*kk bytes
+    // (+2 in the descriptor's 16-byte units). V, N-major: one 64-wide atom
+    // along N, 8-key groups 1024 B apart, k-step kk at +2048*kk bytes.
+    constexpr uint64_t TILE16 = AT_TILE >> 4, VSTEP = 2048 >> 4;
+    const int t4 = lane & 3, rel = lane | keep; // rel == 0: this thread releases K/V tiles
+    float s[32], s8[8];
+    uint32_t p8[1][4];
+    auto qk = [&](int k, auto last) {
+        const int2 sp = slot(k);
+        const uint64_t dk = dk0 + sp.x * TILE16;
+        mbar_wait(&full[sp.x], sp.y);
+        wgmma_fence();
+        if constexpr (decltype(last)::value && NARROW) {
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wgmma_m64n16k16_ss<0, 0>(s8, dq + 2 * kk, dk + 2 * kk, kk);
+        } else {
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wgmma_m64n64k16_ss<0, 0>(s, dq + 2 * kk, dk + 2 * kk, kk);
+        }
+        wgmma_commit();
+    };
+    auto fence_s = [&](auto last) {
+        if constexpr (decltype(last)::value && NARROW) wgmma_fence_regs(s8);
+        else wgmma_fence_regs(s);
+    };
+    auto smax = [&](uint32_t(&pa)[4][4], float &a0, float &a1, auto last) {
+        if constexpr (!decltype(last)::value) at_softmax<8, false>(s, AT_BN, t4, scale_log2, m, l, pa, a0, a1);
+        else if constexpr (NARROW) at_softmax<2, true>(s8, tail, t4, scale_log2, m, l, p8, a0, a1);
+        else at_softmax<8, true>(s, tail, t4, scale_log2, m, l, pa, a0, a1);
+    };
+    auto pv = [&](int k, const uint32_t(&pa)[4][4], auto last) {
+        const uint64_t dv = dv0 + slot(k).x * TILE16;
+        wgmma_fence();
+        if constexpr (decltype(last)::value && NARROW) {
+            wgmma_m64n64k16_rs<1>(o, p8[0], dv, 1);
+        } else {
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wgmma_m64n64k16_rs<1>(o, pa[kk], dv + kk * VSTEP, 1);
+        }
+        wgmma_commit();
+    };
+    auto rescale = [&](float a0, float a1) {
+#pragma unroll
+        for (int j = 0; j < 8; j++) o[4 * j] *= a0, o[4 * j + 1] *= a0, o[4 * j + 2] *= a1, o[4 * j + 3] *= a1;
+    };
+    const std::false_type mid;
+    const std::true_type last;
+    uint32_t pa0[4][4], pa1[4][4];
+    if (nkb == 1) {
+        float a0, a1;
+        qk(0, last);
+        wgmma_wait<0>();
+        fence_s(last);
+        mbar_arrive_if0(qempty, lane);
+        smax(pa0, a0, a1, last);
+        pv(0, pa0, last);
+        wgmma_wait<0>();
+        wgmma_fence_regs(o);
+        mbar_arrive_if0(&empty[slot(0).x], rel);
+        return;
+    }
+    // Block k with the previous block's P in pprev; the new P goes to pnew.
+    auto step = [&](int k, uint32_t(&pprev)[4][4], uint32_t(&pnew)[4][4], auto lst) {
+        float a0, a1;
+        qk(k, lst);
+        pv(k - 1, pprev, mid);
+        wgmma_wait<1>(); // this block's S
+        fence_s(lst);
+        if (decltype(lst)::value) mbar_arrive_if0(qempty, lane);
+        smax(pnew, a0, a1, lst);
+        wgmma_wait<0>(); // the previous block's PV
+        wgmma_fence_regs(o);
+        mbar_arrive_if0(&empty[slot(k - 1).x], rel);
+        rescale(a0, a1);
+        if (decltype(lst)::value) {
+            pv(k, pnew, lst);
+            wgmma_wait<0>();
+            wgmma_fence_regs(o);
+            mbar_arrive_if0(&empty[slot(k).x], rel);
+        }
+    };
+    {
+        float a0, a1;
+        qk(0, mid);
+        wgmma_wait<0>();
+        wgmma_fence_regs(s);
+        smax(pa0, a0, a1, mid); // o is still 0: nothing to rescale
+    }
+    int k = 1;
+    for (; k + 1 < nkb - 1; k += 2) { // P alternates between the buffers
+        step(k, pa0, pa1, mid);
+        step(k + 1, pa1, pa0, mid);
+    }
+    if (k < nkb - 1) {
+        step(k, pa0, pa1, mid);
+        step(nkb - 1, pa1, pa0, last);
+    } else {
+        step(nkb - 1, pa0, pa1, last);
+    }
+}
+
+// Stores o / l (the row sums reduced over the quad) for the rows q0 +
+// 16 * (warp in warpgroup) + lane / 4 and 8 below that are under ntok.
+__device__ __forceinline__ void at_store(const float (&o)[32], const float (&l)[2], bf16 *out, int64_t tile, int h,
+                                         int q0, int ntok, int heads, int warp, int lane) {
+    float l0 = l[0], l1 = l[1];
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float i0 = 1.f / l0, i1 = 1.f / l1;
+    const int r0 = q0 + (warp & 3) * 16 + (lane >> 2), r1 = r0 + 8;
+    const int64_t ld = (int64_t)heads * AT_D;
+    bf16 *ob = out + tile * ntok * ld + h * AT_D + 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        if (r0 < ntok)
+            *reinterpret_cast<__nv_bfloat162 *>(ob + r0 * ld + 8 * j) =
+                __floats2bfloat162_rn(o[4 * j] * i0, o[4 * j + 1] * i0);
+        if (r1 < ntok)
+            *reinterpret_cast<__nv_bfloat162 *>(ob + r1 * ld + 8 * j) =
+                __floats2bfloat162_rn(o[4 * j + 2] * i1, o[4 * j + 3] * i1);
+    }
+}
+
+// 1024-byte aligned start of the dynamic shared memory (the TMA's and
+// wgmma's swizzle works on shared-memory address bits).
+__device__ __forceinline__ uint8_t *at_smem_base(uint8_t *raw) {
+    return raw + ((1024 - (smem_u32(raw) & 1023)) & 1023);
+}
+
+// qkv_map: the 3-D tensor map [tiles][ntok][3*heads*64] bf16 of qkv, box
+// {64, 64, 1}, 128-byte swizzle. out: [tiles*ntok, heads*64] bf16.
+
+// Streaming kernel: work unit w = (query block of NWG*64, head, tile), query
+// block fastest.
+template <int NWG, bool NARROW>
+__global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
+    k_vit_attn_stream(const __grid_constant__ CUtensorMap qkv_map, bf16 *__restrict__ out, int ntok, int heads,
+                      int tiles, float scale_log2) {
+    typedef AtShape<NWG, AT_NST> SH;
+    constexpr int BM = 64 * NWG;
+    extern __shared__ uint8_t at_smem_raw[];
+    __shared__ uint64_t full[AT_NST], empty[AT_NST], qfull[2], qempty[2];
+    uint8_t *sQ = at_smem_base(at_smem_raw); // [2][NWG] tiles
+    uint8_t *sK = sQ + 2 * NWG * AT_TILE, *sV = sK + AT_NST * AT_TILE;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int nqb = (ntok + BM - 1) / BM, nkb = (ntok + AT_BN - 1) / AT_BN;
+    const int64_t nwork = (int64_t)nqb * heads * tiles;
+    if (threadIdx.x == 0) {
+        for (int st = 0; st < AT_NST; st++) {
+            mbar_init(&full[st], 1);
+            mbar_init(&empty[st], 4 * NWG); // lane 0 of every consumer warp
+        }
+        for (int i = 0; i < 2; i++) {
+            mbar_init(&qfull[i], 1);
+            mbar_init(&qempty[i], 4 * NWG);
+        }
+        mbar_fence_init();
+    }
+    __syncthreads();
+
+    if (warp >= 4 * NWG) { // producer warpgroup: per unit its Q tiles, then its K/V blocks
+        warpgroup_reg_dealloc<SH::PROD_REG>();
+        if (warp == 4 * NWG && lane == 0) {
+            int it = 0, u = 0; // K/V blocks and units so far
+            for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
+                const int h = (int)(w / nqb % heads), tile = (int)(w / ((int64_t)nqb * heads));
+                const int q0 = (int)(w % nqb) * BM, nwg = min(NWG, (ntok - q0 + 63) / 64), qs = u & 1;
+                if (u >= 2) mbar_wait(&qempty[qs], ((u >> 1) - 1) & 1);
+                mbar_arrive_expect_tx(&qfull[qs], nwg * AT_TILE);
+                for (int g = 0; g < nwg; g++)
+                    tma_load_3d(sQ + (qs * NWG + g) * AT_TILE, &qkv_map, &qfull[qs], h * AT_D, q0 + 64 * g, tile);
+                for (int kb = 0; kb < nkb; kb++, it++) {
+                    const int st = it % AT_NST;
+                    if (it >= AT_NST) mbar_wait(&empty[st], (it / AT_NST - 1) & 1);
+                    mbar_arrive_expect_tx(&full[st], 2 * AT_TILE); // out-of-range rows count too (zero-filled)
+                    tma_load_3d(sK + st * AT_TILE, &qkv_map, &full[st], (heads + h) * AT_D, kb * AT_BN, tile);
+                    tma_load_3d(sV + st * AT_TILE, &qkv_map, &full[st], (2 * heads + h) * AT_D, kb * AT_BN, tile);
+                }
+            }
+        }
+        return;
+    }
+    warpgroup_reg_alloc<SH::CONS_REG>();
+    const int wg = warp >> 2, tail = ntok - (nkb - 1) * AT_BN; // real keys of the last block, 1..64
+    const uint64_t dk0 = wgmma_desc(sK, 0, 1024), dv0 = wgmma_desc(sV, 1024, 1024);
+    int it = 0, u = 0;
+    for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
+        const int h = (int)(w / nqb % heads), tile = (int)(w / ((int64_t)nqb * heads));
+        const int q0 = (int)(w % nqb) * BM + 64 * wg, qs = u & 1, ib0 = it;
+        it += nkb;
+        auto slot = [&](int k) { return make_int2((ib0 + k) % AT_NST, ((ib0 + k) / AT_NST) & 1); };
+        if (q0 >= ntok) { // no real query: keep the barrier counts
+            for (int k = 0; k < nkb; k++) {
+                mbar_wait(&full[slot(k).x], slot(k).y);
+                mbar_arrive_if0(&empty[slot(k).x], lane);
+            }
+            mbar_arrive_if0(&qempty[qs], lane);
+            continue;
+        }
+        float o[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+#pragma unroll
+        for (int i = 0; i < 32; i++) o[i] = 0.f;
+        mbar_wait(&qfull[qs], (u >> 1) & 1);
+        at_pass<NARROW>(wgmma_desc(sQ + (qs * NWG + wg) * AT_TILE, 0, 1024), dk0, dv0, nkb, tail, scale_log2, lane,
+                        full, empty, &qempty[qs], 0, slot, o, m, l);
+        at_store(o, l, out, tile, h, q0, ntok, heads, warp, lane);
+    }
+}
+
+// Resident kernel: work unit w = (head, tile), nkb <= AT_RES_NKB. Consumer
+// warpgroup g takes the query blocks g, g + NWG, ... (its Q tiles double-
+// buffered) and releases each K/V tile on its last pass, so the producer
+// refills it with the next unit's block while that pass runs.
+template <int NWG, bool NARROW>
+__global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
+    k_vit_attn_resident(const __grid_constant__ CUtensorMap qkv_map, bf16 *__restrict__ out, int ntok, int heads,
+                        int tiles, float scale_log2) {
+    typedef AtShape<NWG, AT_RES_NKB> SH;
+    extern __shared__ uint8_t at_smem_raw[];
+    __shared__ uint64_t full[AT_RES_NKB], empty[AT_RES_NKB], qfull[NWG][2], qempty[NWG][2];
+    uint8_t *sQ = at_smem_base(at_smem_raw); // [NWG][2] tiles
+    uint8_t *sK = sQ + 2 * NWG * AT_TILE, *sV = sK + AT_RES_NKB * AT_TILE;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int nkb = (ntok + AT_BN - 1) / AT_BN; // also the number of query blocks
+    const int64_t nwork = (int64_t)heads * tiles;
+    if (threadIdx.x == 0) {
+        for (int b = 0; b < AT_RES_NKB; b++) {
+            mbar_init(&full[b], 1);
+            mbar_init(&empty[b], 4 * NWG); // lane 0 of every consumer warp, on its last pass
+        }
+        for (int g = 0; g < NWG; g++)
+            for (int i = 0; i < 2; i++) {
+                mbar_init(&qfull[g][i], 1);
+                mbar_init(&qempty[g][i], 4);
+            }
+        mbar_fence_init();
+    }
+    __syncthreads();
+
+    if (warp >= 4 * NWG) { // producer warpgroup: per unit the first Q tiles, the K/V, the other Q tiles
+        warpgroup_reg_dealloc<SH::PROD_REG>();
+        if (warp == 4 * NWG && lane == 0) {
+            int npass[NWG] = {}; // Q tiles loaded so far, per consumer warpgroup
+            auto load_q = [&](int g, int qb, int h, int tile) {
+                const int qs = npass[g] & 1, n = npass[g] >> 1;
+                if (n >= 1) mbar_wait(&qempty[g][qs], (n - 1) & 1);
+                mbar_arrive_expect_tx(&qfull[g][qs], AT_TILE);
+                tma_load_3d(sQ + (g * 2 + qs) * AT_TILE, &qkv_map, &qfull[g][qs], h * AT_D, qb * 64, tile);
+                npass[g]++;
+            };
+            int u = 0;
+            for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
+                const int h = (int)(w % heads), tile = (int)(w / heads);
+                for (int g = 0; g < NWG && g < nkb; g++) load_q(g, g, h, tile);
+                for (int b = 0; b < nkb; b++) {
+                    if (u >= 1) mbar_wait(&empty[b], (u - 1) & 1);
+                    mbar_arrive_expect_tx(&full[b], 2 * AT_TILE); // out-of-range rows count too (zero-filled)
+                    tma_load_3d(sK + b * AT_TILE, &qkv_map, &full[b], (heads + h) * AT_D, b * AT_BN, tile);
+                    tma_load_3d(sV + b * AT_TILE, &qkv_map, &full[b], (2 * heads + h) * AT_D, b * AT_BN, tile);
+                }
+                for (int qb = NWG; qb < nkb; qb++) load_q(qb % NWG, qb, h, tile);
+            }
+        }
+        return;
+    }
+    warpgroup_reg_alloc<SH::CONS_REG>();
+    const int wg = warp >> 2, tail = ntok - (nkb - 1) * AT_BN;
+    const uint64_t dk0 = wgmma_desc(sK, 0, 1024), dv0 = wgmma_desc(sV, 1024, 1024);
+    int np = 0, u = 0; // passes and units so far
+    for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
+        const int h = (int)(w % heads), tile = (int)(w / heads);
+        auto slot = [&](int k) { return make_int2(k, u & 1); };
+        if (wg >= nkb) { // no query block in this unit: keep the barrier counts
+            for (int b = 0; b < nkb; b++) {
+                mbar_wait(&full[b], u & 1);
+                mbar_arrive_if0(&empty[b], lane);
+            }
+            continue;
+        }
+        for (int qb = wg; qb < nkb; qb += NWG, np++) {
+            const int qs = np & 1;
+            float o[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+#pragma unroll
+            for (int i = 0; i < 32; i++) o[i] = 0.f;
+            mbar_wait(&qfull[wg][qs], (np >> 1) & 1);
+            at_pass<NARROW>(wgmma_desc(sQ + (wg * 2 + qs) * AT_TILE, 0, 1024), dk0, dv0, nkb, tail, scale_log2, lane,
+                            full, empty, &qempty[wg][qs], qb + NWG < nkb, slot, o, m, l);
+            at_store(o, l, out, tile, h, qb * 64, ntok, heads, warp, lane);
+        }
+    }
+}
+
+// The kernels of mvl_cuda_vit_attn_sm90_variant; grid: one CTA per SM (at
+// most one per work unit).
+template <int NWG, bool RESIDENT>
+mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, bf16 *out, int64_t tiles, int ntok, int heads,
+                     float scale, mvl_error *err) {
+    typedef AtShape<NWG, RESIDENT ? AT_RES_NKB : AT_NST> S;
+    const bool narrow = (ntok - 1) % AT_BN < 16; // the last key block holds at most 16 keys
+    auto k = RESIDENT ? (narrow ? k_vit_attn_resident<NWG, true> : k_vit_attn_resident<NWG, false>)
+                      : (narrow ? k_vit_attn_stream<NWG, true> : k_vit_attn_stream<NWG, false>);
+    CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, S::SMEM));
+    int dev, sms;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    const int64_t units = RESIDENT ? 1 : (ntok + 64 * NWG - 1) / (64 * NWG), work = units * heads * tiles;
+    k<<<(unsigned)std::min<int64_t>(work, sms), S::THREADS, S::SMEM, s>>>(map, out, ntok, heads, (int)tiles,
+                                                                         scale * 1.4426950408889634f);
+    LAUNCH_CHECK();
+    return MVL_OK;
+}
+
+} // namespace
+
+mvl_status mvl_cuda_vit_attn_sm90_variant(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok,
+                                          int heads, float scale, int variant, mvl_error *err) {
+    if (tiles < 1 || tiles > 65535 || ntok < 1 || heads < 1 || heads > 65535)
+        return mvl_fail(err, MVL_ERR_ARG, "CUDA ViT attention: %lld tiles x %d tokens x %d heads out of range",
+                        (long long)tiles, ntok, heads);
+    if (variant < 0 || variant >= MVL_VIT_ATTN_SM90_VARIANTS)
+        return mvl_fail(err, MVL_ERR_ARG, "CUDA ViT attention: no kernel variant %d", variant);
+    const uint64_t w = 3ull * heads * AT_D;
+    const uint64_t dims[3] = {w, (uint64_t)ntok, (uint64_t)tiles}, strides[2] = {w * 2, w * 2 * ntok};
+    const uint32_t box[3] = {AT_D, 64, 1};
+    CUtensorMap map;
+    TRY(mvl_cuda_tensor_map_bf16(&map, qkv, 3, dims, strides, box, err));
+    const bool fits = (ntok + AT_BN - 1) / AT_BN <= AT_RES_NKB; // the resident kernel holds the keys
+    switch (variant) {
+    case 0: return at_launch<2, false>(s, map, out, tiles, ntok, heads, scale, err);
+    case 1: return at_launch<3, false>(s, map, out, tiles, ntok, heads, scale, err);
+    case 2:
+        return fits ? at_launch<2, true>(s, map, out, tiles, ntok, heads, scale, err)
+                    : at_launch<2, false>(s, map, out, tiles, ntok, heads, scale, err);
+    default:
+        return fits ? at_launch<3, true>(s, map, out, tiles, ntok, heads, scale, err)
+                    : at_launch<3, false>(s, map, out, tiles, ntok, heads, scale, err);
+    }
+}
+
+mvl_status mvl_cuda_vit_attn_sm90(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok, int heads,
+                                  float scale, mvl_error *err) {
+    static int variant = -1;
+    if (variant < 0) {
+        const char *e = getenv("MVL_VIT_ATTN_VARIANT");
+        variant = e && *e >= '0' && *e < '0' + MVL_VIT_ATTN_SM90_VARIANTS ? *e - '0' : MVL_VIT_ATTN_SM90_DEFAULT;
+    }
+    return mvl_cuda_vit_attn_sm90_variant(s, qkv, out, tiles, ntok, heads, scale, variant, err);
+}
