@@ -15,6 +15,7 @@ extern "C" {
 #include "projector/projector.h"
 }
 #include "kernels/cuda_vit.h"
+#include "kernels/cuda_vit_attn.h"
 
 namespace {
 
@@ -450,6 +451,20 @@ __global__ void k_pack(const bf16 *proj, const bf16 *newline, int dim, int g, in
 
 } // namespace
 
+mvl_status mvl_cuda_vit_attn_fa2(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok, int heads,
+                                 float scale, mvl_error *err) {
+    if (tiles < 1 || tiles > 65535 || ntok < 1 || heads < 1 || heads > 65535)
+        return mvl_fail(err, MVL_ERR_ARG, "CUDA ViT attention: %lld tiles x %d tokens x %d heads out of range",
+                        (long long)tiles, ntok, heads);
+    CUDA_CHECK(cudaFuncSetAttribute(k_flash_attn64<FA_MT, FA_NW, FA_BN, FA_NBUF>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, FA_SMEM));
+    const dim3 grid((unsigned)((ntok + FA_BM - 1) / FA_BM), (unsigned)heads, (unsigned)tiles);
+    k_flash_attn64<FA_MT, FA_NW, FA_BN, FA_NBUF><<<grid, FA_NW * 32, FA_SMEM, s>>>(qkv, out, ntok, heads,
+                                                                                  scale * 1.4426950408889634f);
+    LAUNCH_CHECK();
+    return MVL_OK;
+}
+
 // Stages of a forward, as mvl_cuda_vit_profile reports them.
 enum { ST_PATCHIFY, ST_PATCH_GEMM, ST_EMBED_LN, ST_QKV, ST_ATTN, ST_O, ST_LN, ST_FC1, ST_GELU, ST_FC2, ST_COUNT };
 static const char *const stage_names[ST_COUNT] = {"patchify",  "patch_gemm", "embed_ln", "qkv_gemm", "attention",
@@ -493,6 +508,7 @@ struct mvl_cuda_vit {
     bf16 *packed;     // [max_tiles*(g*g+g), D]
     int64_t packed_cap;
     int last_n = 0;
+    bool attn_sm90 = false; // head size 64 on the Hopper attention kernel (cuda_vit_attn_sm90.cu)
     // profiling: one event after each stage of a forward while prof_on
     bool prof_on = false;
     std::vector<cudaEvent_t> prof_ev;
@@ -644,8 +660,7 @@ static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *
     TRY(mvl_cuda_has_wgmma(0, &wgmma, err));
     const char *ge = getenv("MVL_VIT_GEMM");
     v->gemm_sm90 = wgmma && ge && !strcmp(ge, "sm90");
-    CUDA_CHECK(cudaFuncSetAttribute(k_flash_attn64<FA_MT, FA_NW, FA_BN, FA_NBUF>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, FA_SMEM));
+    v->attn_sm90 = wgmma && v->cfg.hidden_size == FA_D * v->cfg.num_heads;
 
     const int64_t V = v->cfg.hidden_size, I = v->cfg.intermediate_size, D = v->dim_out, P = v->cfg.patch_size;
     const int64_t S = v->cfg.image_size, G2 = (int64_t)v->grid * v->grid, NT = v->max_tiles;
@@ -736,10 +751,10 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
         const mvl_cuda_vit::Layer &L = v->layers[l];
         TRY(linear(v, v->xn, T, V, L.qkv_w, 3 * V, L.qkv_b, v->qkv, 0, 0, err));
         TRY(mark(v, ST_QKV, err));
-        if (hd == FA_D) {
-            dim3 grid((v->n_tok + FA_BM - 1) / FA_BM, (unsigned)heads, (unsigned)n);
-            k_flash_attn64<FA_MT, FA_NW, FA_BN, FA_NBUF><<<grid, FA_NW * 32, FA_SMEM, s>>>(
-                v->qkv, v->attn, v->n_tok, (int)heads, scale * 1.4426950408889634f);
+        if (v->attn_sm90) {
+            TRY(mvl_cuda_vit_attn_sm90(s, v->qkv, v->attn, n, v->n_tok, (int)heads, scale, err));
+        } else if (hd == FA_D) {
+            TRY(mvl_cuda_vit_attn_fa2(s, v->qkv, v->attn, n, v->n_tok, (int)heads, scale, err));
         } else {
             k_attn_generic<<<(int)((T * heads + 127) / 128), 128, 0, s>>>(v->qkv, v->attn, v->n_tok, (int)heads,
                                                                           (int)hd, n, scale);
