@@ -1,0 +1,266 @@
+/* The ViT's attention kernels (kernels/cuda_vit_attn.h): the Hopper kernel
+ * (mvl_cuda_vit_attn_sm90, each variant) and the FlashAttention-2 fallback
+ * against a plain fp32 reference kernel written here (one thread per
+ * (query, head), exact two-pass softmax) that reads the same random bf16 qkv:
+ *   - ||out - ref|| / ||ref|| <= 5e-3 over every output (bf16 output and bf16
+ *     probabilities in P.V: ~2e-3 expected), max |out - ref| printed;
+ *   - every output written (the buffer is poisoned with NaN first) and the
+ *     guard elements after it untouched;
+ *   - control: the reference at a 1.02x scale must miss the bar, so the bar
+ *     catches a wrong scale, mask or tail.
+ * Cases: the full-size ViT shape (577 tokens = 9 x 64 + 1 keys, 16 heads)
+ * with logits of std 1 and 4, 1 token, and sizes whose last key block holds
+ * 36, 16, 64, 44, 64 and 1 keys (stage ring wrapped or not, idle consumer
+ * warpgroups, several work units per CTA, 1153 tokens past the resident
+ * kernel's reach). Then the time per call at 64 tiles of the full size,
+ * each kernel side by side (--time K: kernel K only, 3 calls, for a
+ * profiler). Exits 77 without a GPU with wgmma (compute capability 9.0). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "gpu_test_util.cuh"
+#include "kernels/cuda_vit_attn.h"
+#include "kernels/cuda_wgmma.cuh"
+extern "C" {
+#include "bench_util.h"
+#include "kernels/gpu.h"
+}
+
+static const int HD = 64;
+
+// out[row, h*64 + d] in fp32: exact maximum first, then the exponentials.
+__global__ void k_ref_attn(const bf16 *qkv, float *out, int ntok, int heads, int64_t tiles, float scale) {
+    const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (idx >= tiles * ntok * heads) return;
+    const int h = (int)(idx % heads);
+    const int64_t row = idx / heads, tile = row / ntok, ld = 3 * (int64_t)heads * HD;
+    const bf16 *kb = qkv + tile * ntok * ld + (heads + h) * HD, *vb = qkv + tile * ntok * ld + (2 * heads + h) * HD;
+    float q[HD], acc[HD];
+    for (int d = 0; d < HD; d++) q[d] = __bfloat162float(qkv[row * ld + h * HD + d]), acc[d] = 0.f;
+    float mx = -INFINITY;
+    for (int j = 0; j < ntok; j++) {
+        float s = 0.f;
+        for (int d = 0; d < HD; d++) s = fmaf(q[d], __bfloat162float(kb[j * ld + d]), s);
+        mx = fmaxf(mx, s * scale);
+    }
+    float l = 0.f;
+    for (int j = 0; j < ntok; j++) {
+        float s = 0.f;
+        for (int d = 0; d < HD; d++) s = fmaf(q[d], __bfloat162float(kb[j * ld + d]), s);
+        const float p = expf(s * scale - mx);
+        l += p;
+        for (int d = 0; d < HD; d++) acc[d] = fmaf(p, __bfloat162float(vb[j * ld + d]), acc[d]);
+    }
+    for (int d = 0; d < HD; d++) out[row * heads * HD + h * HD + d] = acc[d] / l;
+}
+
+// Host random numbers: splitmix64 and Box-Muller.
+static uint64_t rng_state;
+static double rng_u01(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return ((z >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+static float rng_normal(void) {
+    return (float)(sqrt(-2.0 * log(rng_u01())) * cos(6.283185307179586 * rng_u01()));
+}
+
+struct Case {
+    const char *name;
+    int tiles, ntok, heads;
+    float qk_std; // q and k ~ N(0, qk_std^2): logits of std qk_std^2 at scale 1/8
+};
+
+struct Err {
+    double rel, max_abs;
+    bool written, guard_ok;
+};
+
+static const int GUARD = 4096;
+static const uint16_t POISON = 0xFFFF; // a NaN
+
+static Err compare(const std::vector<uint16_t> &got, const std::vector<float> &ref, size_t n) {
+    Err e = {0, 0, true, true};
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float g = mvl_bf16_bits_to_f32(got[i]);
+        if (got[i] == POISON || !isfinite(g)) {
+            e.written = false;
+            continue;
+        }
+        const double d = (double)g - ref[i];
+        num += d * d, den += (double)ref[i] * ref[i];
+        e.max_abs = std::max(e.max_abs, fabs(d));
+    }
+    for (size_t i = n; i < got.size(); i++) e.guard_ok &= got[i] == POISON;
+    e.rel = sqrt(num / std::max(den, 1e-300));
+    return e;
+}
+
+typedef mvl_status (*attn_fn)(cudaStream_t, const bf16 *, bf16 *, int64_t, int, int, float, int, mvl_error *);
+static mvl_status run_fa2(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok, int heads, float scale,
+                          int, mvl_error *err) {
+    return mvl_cuda_vit_attn_fa2(s, qkv, out, tiles, ntok, heads, scale, err);
+}
+struct Kernel {
+    const char *name;
+    attn_fn fn;
+    int variant;
+    bool gated; // must meet the bar (the FlashAttention-2 kernel is shown for comparison)
+};
+static const Kernel kernels[] = {
+    {"sm90 stream 2wg", mvl_cuda_vit_attn_sm90_variant, 0, true},
+    {"sm90 stream 3wg", mvl_cuda_vit_attn_sm90_variant, 1, true},
+    {"sm90 resident 2wg", mvl_cuda_vit_attn_sm90_variant, 2, true},
+    {"sm90 resident 3wg", mvl_cuda_vit_attn_sm90_variant, 3, true},
+    {"fa2", run_fa2, 0, false},
+};
+static const int NK = sizeof kernels / sizeof kernels[0];
+
+static int run_case(const Case &c, cudaStream_t st, uint64_t seed, bool control) {
+    mvl_error err = {};
+    const int64_t rows = (int64_t)c.tiles * c.ntok, W = 3 * (int64_t)c.heads * HD, n_out = rows * c.heads * HD;
+    const float scale = 1.0f / sqrtf((float)HD);
+    rng_state = seed;
+    std::vector<uint16_t> h((size_t)(rows * W));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < W; i++)
+            h[r * W + i] = mvl_f32_to_bf16_bits(rng_normal() * (i < 2 * c.heads * HD ? c.qk_std : 1.0f));
+    bf16 *dqkv, *dout;
+    float *dref;
+    CK(cudaMalloc(&dqkv, h.size() * 2));
+    CK(cudaMalloc(&dout, (n_out + GUARD) * 2));
+    CK(cudaMalloc(&dref, n_out * 4));
+    CK(cudaMemcpy(dqkv, h.data(), h.size() * 2, cudaMemcpyHostToDevice));
+    const int blocks = (int)((rows * c.heads + 127) / 128);
+    k_ref_attn<<<blocks, 128, 0, st>>>(dqkv, dref, c.ntok, c.heads, c.tiles, scale);
+    CK(cudaGetLastError());
+    std::vector<float> ref((size_t)n_out), ctl((size_t)n_out);
+    CK(cudaMemcpyAsync(ref.data(), dref, n_out * 4, cudaMemcpyDeviceToHost, st));
+    CK(cudaStreamSynchronize(st));
+    int fails = 0;
+    if (control) { // the bar must reject a 2% scale error
+        k_ref_attn<<<blocks, 128, 0, st>>>(dqkv, dref, c.ntok, c.heads, c.tiles, scale * 1.02f);
+        CK(cudaGetLastError());
+        CK(cudaMemcpyAsync(ctl.data(), dref, n_out * 4, cudaMemcpyDeviceToHost, st));
+        CK(cudaStreamSynchronize(st));
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < n_out; i++) {
+            const double d = (double)ctl[i] - ref[i];
+            num += d * d, den += (double)ref[i] * ref[i];
+        }
+        const double rel = sqrt(num / den);
+        printf("%-22s %-17s %9.2e %10s %8s %6s %s\n", c.name, "ctl1.02", rel, "-", "-", "-",
+               rel > 5e-3 ? "PASS (rejected)" : "FAIL (bar too loose)");
+        fails += rel <= 5e-3;
+    }
+    std::vector<uint16_t> got((size_t)(n_out + GUARD));
+    for (int k = 0; k < NK; k++) {
+        CK(cudaMemsetAsync(dout, 0xFF, (n_out + GUARD) * 2, st));
+        if (kernels[k].fn(st, dqkv, dout, c.tiles, c.ntok, c.heads, scale, kernels[k].variant, &err) != MVL_OK) {
+            printf("%-22s %-17s launch failed: %s\n", c.name, kernels[k].name, err.msg);
+            fails += kernels[k].gated;
+            continue;
+        }
+        CK(cudaMemcpyAsync(got.data(), dout, got.size() * 2, cudaMemcpyDeviceToHost, st));
+        CK(cudaStreamSynchronize(st));
+        const Err e = compare(got, ref, (size_t)n_out);
+        const bool ok = e.rel <= 5e-3 && e.written && e.guard_ok;
+        if (kernels[k].gated) fails += !ok;
+        printf("%-22s %-17s %9.2e %10.3e %8s %6s %s\n", c.name, kernels[k].name, e.rel, e.max_abs,
+               e.written ? "all" : "MISSING", e.guard_ok ? "ok" : "HIT",
+               ok ? "PASS" : kernels[k].gated ? "FAIL" : "(info)");
+        fflush(stdout);
+    }
+    CK(cudaFree(dqkv));
+    CK(cudaFree(dout));
+    CK(cudaFree(dref));
+    return fails;
+}
+
+// Median time per call at the full ViT size (64 tiles), every kernel on the
+// same random input.
+static void timing(cudaStream_t st, int only) {
+    mvl_error err = {};
+    const int tiles = 64, ntok = 577, heads = 16, reps = only < 0 ? 30 : 3;
+    const int64_t rows = (int64_t)tiles * ntok, W = 3 * (int64_t)heads * HD;
+    bf16 *dqkv, *dout;
+    CK(cudaMalloc(&dqkv, rows * W * 2));
+    CK(cudaMalloc(&dout, rows * heads * HD * 2));
+    MV(mvl_cuda_fill_random_bf16(st, dqkv, rows * W, 7u, 1.7f, &err)); // uniform, std ~1
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    const double flop = 4.0 * ntok * (double)ntok * HD * heads * tiles;
+    printf("\ntiming: %d tiles x %d tokens x %d heads, median of %d calls\n", tiles, ntok, heads, reps);
+    printf("%-17s %10s %12s %10s\n", "kernel", "ms/call", "ms/24 calls", "TFLOP/s");
+    for (int k = 0; k < NK; k++) {
+        if (only >= 0 && k != only) continue;
+        std::vector<double> t(reps);
+        if (kernels[k].fn(st, dqkv, dout, tiles, ntok, heads, 0.125f, kernels[k].variant, &err) != MVL_OK) {
+            printf("%-17s launch failed: %s\n", kernels[k].name, err.msg);
+            continue;
+        }
+        for (int i = 0; i < 2; i++)
+            MV(kernels[k].fn(st, dqkv, dout, tiles, ntok, heads, 0.125f, kernels[k].variant, &err));
+        for (int i = 0; i < reps; i++) {
+            CK(cudaEventRecord(e0, st));
+            MV(kernels[k].fn(st, dqkv, dout, tiles, ntok, heads, 0.125f, kernels[k].variant, &err));
+            CK(cudaEventRecord(e1, st));
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            t[i] = ms;
+        }
+        const double med = mvl_bench_median(t.data(), reps);
+        printf("%-17s %10.4f %12.2f %10.1f\n", kernels[k].name, med, 24 * med, flop / (med * 1e-3) / 1e12);
+    }
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    CK(cudaFree(dqkv));
+    CK(cudaFree(dout));
+}
+
+int main(int argc, char **argv) {
+    int ngpu, wgmma = 0;
+    char name[256];
+    mvl_error err = {};
+    if (mvl_gpu_probe(&ngpu, name, sizeof name, &err) != MVL_OK) {
+        printf("skipped: %s\n", err.msg);
+        return 77;
+    }
+    MV(mvl_cuda_has_wgmma(0, &wgmma, &err));
+    if (!wgmma) {
+        printf("skipped: %s has no wgmma (compute capability 9.0 only)\n", name);
+        return 77;
+    }
+    cudaStream_t st;
+    CK(cudaStreamCreate(&st));
+    if (argc == 3 && !strcmp(argv[1], "--time")) { // one kernel's timing only (for a profiler)
+        timing(st, atoi(argv[2]));
+        return 0;
+    }
+    printf("device 0: %s\n", name);
+    const Case cases[] = {
+        {"vit 19x577x16", 19, 577, 16, 1.0f}, {"vit sharp 19x577x16", 19, 577, 16, 2.0f},
+        {"one token 7x1x16", 7, 1, 16, 1.0f}, {"tail36 5x100x16", 5, 100, 16, 1.0f},
+        {"tail16 3x80x4", 3, 80, 4, 1.0f},    {"tail64 3x64x4", 3, 64, 4, 1.0f},
+        {"tail44 2x300x12", 2, 300, 12, 1.5f}, {"tail64 3x640x16", 3, 640, 16, 1.0f},
+        {"tail1 2x1153x16", 2, 1153, 16, 1.0f},
+    };
+    int fails = 0;
+    printf("%-22s %-17s %9s %10s %8s %6s\n", "case", "kernel", "rel_err", "max_abs", "written", "guard");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        fails += run_case(cases[i], st, 1000u + 17u * i, i == 0);
+    printf("%d failures (bar: rel_err <= 5e-3, every output written, guard untouched)\n", fails);
+    if (!(argc > 1 && !strcmp(argv[1], "--no-timing"))) timing(st, -1);
+    CK(cudaStreamDestroy(st));
+    return fails ? 1 : 0;
+}
