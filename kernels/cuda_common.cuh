@@ -151,19 +151,4 @@ mvl_status mvl_cuda_fill_random_bf16(cudaStream_t s, bf16 *p, int64_t n, uint32_
 // Same for uint8 in [0, 255].
 mvl_status mvl_cuda_fill_random_u8(cudaStream_t s, uint8_t *p, int64_t n, uint32_t seed, mvl_error *err);
 
-// ---- sm_90a GEMM (kernels/cuda_gemm_sm90.cu) ------------------------------------------
-
-// y[m, n] = epi(x[m, k] . w[n, k]^T + bias[n]) on row-major bf16 x, w, y and bf16 bias (or none), fp32
-// accumulate, by TMA + wgmma kernels. MVL_EPI_NONE rounds once; MVL_EPI_GELU rounds acc + bias to bf16 first
-// (torch rounds the Linear's output), then 0.5 x (1 + erf(x / sqrt 2)) in fp32 on that bf16 value, rounded to
-// bf16 (vision.md: exact erf GELU). Launch only where mvl_cuda_has_wgmma says yes and
-// mvl_cuda_linear_sm90_ok takes the shape (k % 64 == 0, n % 256 == 0); x, w, y 16-byte aligned.
-// sched picks the kernel schedule (kernels/cuda_gemm_sm90.cu says what each does; AUTO: the fastest measured
-// at the ViT's fc1 shape, or the one MVL_SM90_SCHED=<number> names, for benchmarking).
-enum { MVL_EPI_NONE = 0, MVL_EPI_GELU = 1 };
-enum { MVL_SM90_AUTO, MVL_SM90_EXPOSED, MVL_SM90_OVERLAP, MVL_SM90_TABLE };
-bool mvl_cuda_linear_sm90_ok(int64_t m, int64_t k, int64_t n);
-mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
-                                const bf16 *bias, bf16 *y, int epi, int sched, mvl_error *err);
-
 #endif

@@ -477,7 +477,6 @@ struct mvl_cuda_vit {
     float3 mean, stdv;
     cudaStream_t stream = nullptr;
     mvl_cuda_gemm gemm;
-    bool gemm_sm90 = false; // fc1 and the projector's linear_1 with their GELU on mvl_cuda_linear_sm90 (opt-in)
     mvl_arena weights, act;
     uint8_t *host_tiles = nullptr; // pinned staging [max_tiles, S, S, 3]
     // weights (device)
@@ -644,7 +643,6 @@ static mvl_status upload(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *er
     return MVL_OK;
 }
 
-
 static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *err) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -653,13 +651,8 @@ static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *
                         e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
     CUDA_CHECK(cudaSetDevice(0));
     CUDA_CHECK(cudaStreamCreateWithFlags(&v->stream, cudaStreamNonBlocking));
-    // MVL_VIT_GEMM=sm90 runs fc1 and linear_1 with their GELU fused (mvl_cuda_linear_sm90) on an sm_90a
-    // device. Opt-in: at 64 tiles on an H100 the fused fc1 + GELU took 18.3 ms against 10.8 + 5.2 for
-    // cuBLASLt + k_gelu8 (kernels/cuda_gemm_sm90.cu says why).
     int wgmma = 0;
     TRY(mvl_cuda_has_wgmma(0, &wgmma, err));
-    const char *ge = getenv("MVL_VIT_GEMM");
-    v->gemm_sm90 = wgmma && ge && !strcmp(ge, "sm90");
     v->attn_sm90 = wgmma && v->cfg.hidden_size == FA_D * v->cfg.num_heads;
 
     const int64_t V = v->cfg.hidden_size, I = v->cfg.intermediate_size, D = v->dim_out, P = v->cfg.patch_size;
@@ -767,17 +760,14 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
         k_layernorm<<<ln_blocks, 32 * rows_per_block, 0, s>>>(v->resid, L.ln2_w, L.ln2_b, v->eps, (int)V, T, v->xn);
         LAUNCH_CHECK();
         TRY(mark(v, ST_LN, err));
-        if (v->gemm_sm90 && mvl_cuda_linear_sm90_ok(T, V, I)) { // fc1 + bias + GELU in one kernel
-            TRY(mvl_cuda_linear_sm90(s, v->xn, T, V, L.fc1_w, I, L.fc1_b, v->h1, MVL_EPI_GELU, MVL_SM90_AUTO, err));
-            TRY(mark(v, ST_FC1, err));
-        } else {
-            TRY(linear(v, v->xn, T, V, L.fc1_w, I, L.fc1_b, v->h1, 0, 0, err));
-            TRY(mark(v, ST_FC1, err));
-            if ((T * I) % 8 == 0) k_gelu8<<<mvl_grid_for(T * I / 8, 256), 256, 0, s>>>(v->h1, T * I / 8);
-            else k_gelu1<<<mvl_grid_for(T * I, 256), 256, 0, s>>>(v->h1, T * I);
-            LAUNCH_CHECK();
-            TRY(mark(v, ST_GELU, err));
-        }
+        // fc1, then the exact GELU as its own pass: fused into our own wgmma
+        // GEMM's epilogue it measured slower (BENCHMARKS.md, issue 7, session 4)
+        TRY(linear(v, v->xn, T, V, L.fc1_w, I, L.fc1_b, v->h1, 0, 0, err));
+        TRY(mark(v, ST_FC1, err));
+        if ((T * I) % 8 == 0) k_gelu8<<<mvl_grid_for(T * I / 8, 256), 256, 0, s>>>(v->h1, T * I / 8);
+        else k_gelu1<<<mvl_grid_for(T * I, 256), 256, 0, s>>>(v->h1, T * I);
+        LAUNCH_CHECK();
+        TRY(mark(v, ST_GELU, err));
         // fc2 + bias + residual, then the next layer's layer_norm1
         TRY(linear(v, v->h1, T, I, L.fc2_w, V, L.fc2_b, v->resid, 0, 1, err));
         TRY(mark(v, ST_FC2, err));
@@ -889,14 +879,9 @@ extern "C" mvl_status mvl_cuda_vit_encode(mvl_cuda_vit *v, const uint8_t *tiles,
     k_select<<<mvl_grid_for(M * V / 8, 256), 256, 0, v->stream>>>(v->resid, v->n_tok, (int)V, M * V / 8, v->xn);
     LAUNCH_CHECK();
     // Projector (§2): token-wise on every tile, thumbnail included, before packing.
-    if (v->gemm_sm90 && mvl_cuda_linear_sm90_ok(M, V, D)) {
-        TRY(mvl_cuda_linear_sm90(v->stream, v->xn, M, V, v->p1_w, D, v->p1_b, v->proj1, MVL_EPI_GELU, MVL_SM90_AUTO,
-                                 err));
-    } else {
-        TRY(linear(v, v->xn, M, V, v->p1_w, D, v->p1_b, v->proj1, 0, 0, err));
-        k_gelu8<<<mvl_grid_for(M * D / 8, 256), 256, 0, v->stream>>>(v->proj1, M * D / 8);
-        LAUNCH_CHECK();
-    }
+    TRY(linear(v, v->xn, M, V, v->p1_w, D, v->p1_b, v->proj1, 0, 0, err));
+    k_gelu8<<<mvl_grid_for(M * D / 8, 256), 256, 0, v->stream>>>(v->proj1, M * D / 8);
+    LAUNCH_CHECK();
     TRY(linear(v, v->proj1, M, D, v->p2_w, D, v->p2_b, v->proj2, 0, 0, err));
     int64_t off = 0;
     int first = 0;

@@ -12,9 +12,8 @@
 // Hopper kernels (kernels/cuda_vit_attn_sm90.cu: TMA loads, wgmma, a
 // producer warpgroup and 2 or 3 consumer warpgroups of 64 queries each).
 // Launch only where mvl_cuda_has_wgmma says yes; they trap elsewhere.
-// mvl_cuda_vit_attn_sm90 runs MVL_VIT_ATTN_SM90_DEFAULT, or the variant that
-// the environment variable MVL_VIT_ATTN_VARIANT names (benchmarking).
-// Variants: 0 streaming K/V, 2 consumer warpgroups; 1 the same with 3;
+// mvl_cuda_vit_attn_sm90 runs MVL_VIT_ATTN_SM90_DEFAULT, the fastest measured
+// (test_gpu_vit_attn times them all). Variants: 0 streaming K/V, 2 consumer warpgroups; 1 the same with 3;
 // 2 K/V of a (tile, head) resident in shared memory, 2 consumer warpgroups
 // (streaming past 640 tokens); 3 the same with 3.
 enum { MVL_VIT_ATTN_SM90_VARIANTS = 4, MVL_VIT_ATTN_SM90_DEFAULT = 3 };

@@ -451,10 +451,5 @@ mvl_status mvl_cuda_vit_attn_sm90_variant(cudaStream_t s, const bf16 *qkv, bf16 
 
 mvl_status mvl_cuda_vit_attn_sm90(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok, int heads,
                                   float scale, mvl_error *err) {
-    static int variant = -1;
-    if (variant < 0) {
-        const char *e = getenv("MVL_VIT_ATTN_VARIANT");
-        variant = e && *e >= '0' && *e < '0' + MVL_VIT_ATTN_SM90_VARIANTS ? *e - '0' : MVL_VIT_ATTN_SM90_DEFAULT;
-    }
-    return mvl_cuda_vit_attn_sm90_variant(s, qkv, out, tiles, ntok, heads, scale, variant, err);
+    return mvl_cuda_vit_attn_sm90_variant(s, qkv, out, tiles, ntok, heads, scale, MVL_VIT_ATTN_SM90_DEFAULT, err);
 }
