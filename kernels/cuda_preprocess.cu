@@ -23,6 +23,8 @@
 #include <string.h>
 
 #include <new>
+#include <string>
+#include <thread>
 
 #include <cuda_runtime.h>
 #ifdef MVL_HAVE_NVJPEG
@@ -188,6 +190,11 @@ struct mvl_cuda_prep {
     nvjpegHandle_t nvj = nullptr; // created at the first JPEG
     nvjpegJpegState_t nvj_state = nullptr;
     Buf dev_planes; // nvJPEG's output: Y [H, W], then Cb and Cr [ch, cw]
+    // mvl_jpeg_check of the last file nvJPEG decoded, running on the CPU
+    // while the GPU works; mvl_cuda_prep_wait joins it and reports its verdict.
+    std::thread check;
+    mvl_status check_st = MVL_OK;
+    mvl_error check_err = {};
 #endif
     int width = 0, height = 0;       // the image between _begin and _end
     int64_t rows_sent = 0;           // rows uploaded since _begin
@@ -315,6 +322,9 @@ extern "C" mvl_status mvl_cuda_prep_init(uint8_t *tiles, int capacity, int tile_
 
 extern "C" void mvl_cuda_prep_free(mvl_cuda_prep *p) {
     if (!p) return;
+#ifdef MVL_HAVE_NVJPEG
+    if (p->check.joinable()) p->check.join();
+#endif
     cudaStreamSynchronize(p->stream);
     cudaFreeHost(p->host_img.p);
     cudaFreeHost(p->host_coef.p);
@@ -571,12 +581,27 @@ extern "C" mvl_status mvl_cuda_prep_file(mvl_cuda_prep *p, const void *buf, size
                                          int *on_gpu, mvl_error *err) {
     *n_tiles = 0;
     *on_gpu = 0;
+    TRY(mvl_cuda_prep_wait(p, err)); // the previous file's verdict first
 #ifdef MVL_HAVE_NVJPEG
     const uint8_t *b = (const uint8_t *)buf;
     int gray, hs, vs;
     if (len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF && jpeg_gpu_ok(b, len, &gray, &hs, &vs)) {
         TRY(gpu_decode(p, b, len, name, gray, hs, vs, on_gpu, err));
-        if (*on_gpu) return mvl_cuda_prep_end(p, cfg, first, im, n_tiles, err);
+        if (*on_gpu) {
+            // nvJPEG decodes truncated or corrupt data that libjpeg refuses
+            // (test_gpu_preprocess's damaged copies): libjpeg reads the
+            // compressed data through on the CPU meanwhile, so the verdict is
+            // mvl_image_decode's.
+            std::string who(name);
+            try {
+                p->check = std::thread([p, b, len, who]() {
+                    p->check_st = mvl_jpeg_check(b, len, who.c_str(), &p->check_err);
+                });
+            } catch (...) { // no thread to be had: check here instead
+                p->check_st = mvl_jpeg_check(b, len, name, &p->check_err);
+            }
+            return mvl_cuda_prep_end(p, cfg, first, im, n_tiles, err);
+        }
     }
 #endif
     mvl_image *img;
@@ -584,6 +609,21 @@ extern "C" mvl_status mvl_cuda_prep_file(mvl_cuda_prep *p, const void *buf, size
     mvl_status st = mvl_cuda_preprocess(p, img, cfg, first, im, n_tiles, err);
     mvl_image_free(img);
     return st;
+}
+
+extern "C" mvl_status mvl_cuda_prep_wait(mvl_cuda_prep *p, mvl_error *err) {
+#ifdef MVL_HAVE_NVJPEG
+    if (p->check.joinable()) p->check.join();
+    mvl_status st = p->check_st;
+    p->check_st = MVL_OK;
+    if (st != MVL_OK) {
+        *err = p->check_err;
+        return st;
+    }
+#else
+    (void)p, (void)err;
+#endif
+    return MVL_OK;
 }
 
 extern "C" mvl_status mvl_cuda_prep_source(mvl_cuda_prep *p, int width, int height, uint8_t *out, mvl_error *err) {

@@ -55,15 +55,23 @@ mvl_status mvl_cuda_prep_end(mvl_cuda_prep *p, const mvl_preproc_config *cfg, in
  * options) then mvl_cuda_preprocess. Where nvJPEG was found at build time
  * (CMake option MVL_NVJPEG, AUTO by default) an 8-bit baseline JPEG, gray
  * or YCbCr 4:4:4/4:2:2/4:2:0, with no EXIF rotation is decoded on the GPU
- * instead (progressive ones are not: see jpeg_gpu_ok): nvJPEG's planes, then libjpeg-turbo's fancy
- * chroma upsampling and integer YCbCr -> RGB on the GPU (*on_gpu = 1). That
- * matched libjpeg-turbo byte for byte on every JPEG measured
- * (test_gpu_preprocess), but it is not libjpeg: corrupt data that libjpeg
- * rejects may decode, so callers opt in by calling this. name is for
- * messages. */
+ * instead (progressive ones are not: see jpeg_gpu_ok): nvJPEG's planes, then
+ * libjpeg-turbo's fancy chroma upsampling and integer YCbCr -> RGB on the GPU
+ * (*on_gpu = 1). That matched libjpeg-turbo byte for byte on every JPEG
+ * measured (test_gpu_preprocess). nvJPEG does not see corrupt or truncated
+ * data, so libjpeg reads the compressed data through on a CPU thread
+ * meanwhile: the file's verdict comes from mvl_cuda_prep_wait, which the
+ * caller must call (after enqueueing the ViT, to overlap) before using the
+ * tiles; buf must stay valid until then. A later mvl_cuda_prep_file waits
+ * first and returns a pending failure. name is for messages. */
 mvl_status mvl_cuda_prep_file(mvl_cuda_prep *p, const void *buf, size_t len, const char *name,
                               const mvl_preproc_config *cfg, int first, mvl_cuda_image *im, int *n_tiles,
                               int *on_gpu, mvl_error *err);
+
+/* The verdict of the last mvl_cuda_prep_file (MVL_OK when nothing is
+ * pending): waits for its CPU check; on failure the file's tiles are
+ * garbage and err names the file and the damage, as mvl_image_decode would. */
+mvl_status mvl_cuda_prep_wait(mvl_cuda_prep *p, mvl_error *err);
 
 /* Copies tiles [first, first + n) of the tile buffer to out [n, S, S, 3]
  * (host), waiting for the stream. */

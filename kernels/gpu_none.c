@@ -186,6 +186,10 @@ mvl_status mvl_cuda_prep_file(mvl_cuda_prep *p, const void *buf, size_t len, con
     *n_tiles = *on_gpu = 0;
     return MVL_NO_CUDA(err);
 }
+mvl_status mvl_cuda_prep_wait(mvl_cuda_prep *p, mvl_error *err) {
+    (void)p;
+    return MVL_NO_CUDA(err);
+}
 mvl_status mvl_cuda_prep_source(mvl_cuda_prep *p, int width, int height, uint8_t *out, mvl_error *err) {
     (void)p, (void)width, (void)height, (void)out;
     return MVL_NO_CUDA(err);

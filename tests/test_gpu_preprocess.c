@@ -11,8 +11,9 @@
  * tiles the CPU's; the others (progressive, CMYK, YCCK, EXIF rotations, PNG)
  * take the CPU decoder, and the tiles must still be the CPU's. The staged region is poisoned before
  * every image so unwritten bytes show. Last, damaged copies of GPU-eligible
- * JPEGs (flips, truncations, 0xFF runs): mvl_cuda_prep_file must refuse
- * every file the CPU decoder refuses, naming it, and give the CPU's tiles for
+ * JPEGs (flips, truncations, 0xFF runs): mvl_cuda_prep_file +
+ * mvl_cuda_prep_wait must refuse every file the CPU decoder refuses, naming
+ * it, and give the CPU's tiles for
  * every file the CPU decodes (nvJPEG must not turn a corrupt file into a
  * silently different image). Skipped (77) without a GPU. */
 #include <stdio.h>
@@ -111,7 +112,7 @@ static int check_file(mvl_cuda_vit *v, mvl_cuda_prep *p, const mvl_preproc_confi
         src = malloc((size_t)img->width * img->height * 3);
         rc = !got || !src || poison(v, 0, pr.n_patches, tile, err) ||
              mvl_cuda_prep_file(p, buf, len, path, pc, 0, &im, &n, &on_gpu, err) != MVL_OK ||
-             mvl_cuda_prep_download(p, 0, pr.n_patches, got, err) != MVL_OK;
+             mvl_cuda_prep_wait(p, err) != MVL_OK || mvl_cuda_prep_download(p, 0, pr.n_patches, got, err) != MVL_OK;
     }
     size_t sdiff = 0, tdiff = 0;
     int smax = 0;
@@ -161,7 +162,8 @@ static int check_mutations(mvl_cuda_prep *p, const mvl_preproc_config *pc, const
                      mvl_preprocess(img, pc, &pr, &ec) == MVL_OK;
         mvl_cuda_image im = {0};
         int nt = 0, on_gpu = 0;
-        int gpu_ok = mvl_cuda_prep_file(p, buf, len, file, pc, 0, &im, &nt, &on_gpu, &eg) == MVL_OK;
+        int gpu_ok = mvl_cuda_prep_file(p, buf, len, file, pc, 0, &im, &nt, &on_gpu, &eg) == MVL_OK &&
+                     mvl_cuda_prep_wait(p, &eg) == MVL_OK;
         on_gpu_n += on_gpu;
         const char *why = NULL;
         if (cpu_ok != gpu_ok)
