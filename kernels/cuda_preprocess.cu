@@ -190,11 +190,15 @@ struct mvl_cuda_prep {
     nvjpegHandle_t nvj = nullptr; // created at the first JPEG
     nvjpegJpegState_t nvj_state = nullptr;
     Buf dev_planes; // nvJPEG's output: Y [H, W], then Cb and Cr [ch, cw]
-    // mvl_jpeg_check of the last file nvJPEG decoded, running on the CPU
-    // while the GPU works; mvl_cuda_prep_wait joins it and reports its verdict.
+    // libjpeg's decode of the last file nvJPEG decoded, running on the CPU
+    // while the GPU works; mvl_cuda_prep_wait joins it, reports its verdict
+    // and compares the pixels.
     std::thread check;
     mvl_status check_st = MVL_OK;
     mvl_error check_err = {};
+    mvl_image *check_img = nullptr;
+    const mvl_preproc_config *check_cfg = nullptr;
+    int check_first = 0;
 #endif
     int width = 0, height = 0;       // the image between _begin and _end
     int64_t rows_sent = 0;           // rows uploaded since _begin
@@ -324,6 +328,7 @@ extern "C" void mvl_cuda_prep_free(mvl_cuda_prep *p) {
     if (!p) return;
 #ifdef MVL_HAVE_NVJPEG
     if (p->check.joinable()) p->check.join();
+    mvl_image_free(p->check_img);
 #endif
     cudaStreamSynchronize(p->stream);
     cudaFreeHost(p->host_img.p);
@@ -342,6 +347,10 @@ extern "C" void mvl_cuda_prep_free(mvl_cuda_prep *p) {
 
 extern "C" mvl_status mvl_cuda_prep_begin(mvl_cuda_prep *p, int width, int height, uint8_t **rows, mvl_error *err) {
     *rows = nullptr;
+#ifdef MVL_HAVE_NVJPEG
+    if (p->check.joinable() || p->check_img)
+        return mvl_fail(err, MVL_ERR_ARG, "CUDA preprocessing: a file's check is pending: mvl_cuda_prep_wait first");
+#endif
     if (width < 1 || height < 1)
         return mvl_fail(err, MVL_ERR_ARG, "CUDA preprocessing: empty image %dx%d", width, height);
     // The previous image's copies out of the pinned buffers must be done
@@ -538,7 +547,8 @@ mvl_status gpu_decode(mvl_cuda_prep *p, const uint8_t *buf, size_t len, const ch
     }
     int nc, w[NVJPEG_MAX_COMPONENT], h[NVJPEG_MAX_COMPONENT];
     nvjpegChromaSubsampling_t css;
-    NVJ_CHECK(nvjpegGetImageInfo(p->nvj, buf, len, &nc, &css, w, h));
+    // nvJPEG refusing a file libjpeg takes leaves it to the CPU decoder
+    if (nvjpegGetImageInfo(p->nvj, buf, len, &nc, &css, w, h) != NVJPEG_STATUS_SUCCESS) return MVL_OK;
     const int W = w[0], H = h[0];
     const nvjpegChromaSubsampling_t want = gray ? NVJPEG_CSS_GRAY
                                            : hs == 1 ? NVJPEG_CSS_444
@@ -562,8 +572,11 @@ mvl_status gpu_decode(mvl_cuda_prep *p, const uint8_t *buf, size_t len, const ch
         out.channel[2] = planes + ybytes + cbytes;
         out.pitch[1] = out.pitch[2] = (size_t)cw;
     }
-    NVJ_CHECK(nvjpegDecode(p->nvj, p->nvj_state, buf, len, gray ? NVJPEG_OUTPUT_Y : NVJPEG_OUTPUT_YUV, &out,
-                           p->stream));
+    nvjpegStatus_t ds = nvjpegDecode(p->nvj, p->nvj_state, buf, len, gray ? NVJPEG_OUTPUT_Y : NVJPEG_OUTPUT_YUV,
+                                     &out, p->stream);
+    if (ds == NVJPEG_STATUS_BAD_JPEG || ds == NVJPEG_STATUS_JPEG_NOT_SUPPORTED) return MVL_OK;
+    if (ds != NVJPEG_STATUS_SUCCESS)
+        return mvl_fail(err, MVL_ERR_DEVICE, "%s: nvjpegDecode failed (nvJPEG status %d)", name, (int)ds);
     k_ycc_rgb<<<mvl_grid_for((int64_t)W * H, 256), 256, 0, p->stream>>>(planes, out.channel[1], out.channel[2], W,
                                                                         H, cw, ch, hs, vs, gray,
                                                                         (uint8_t *)p->dev_img.p);
@@ -581,26 +594,31 @@ extern "C" mvl_status mvl_cuda_prep_file(mvl_cuda_prep *p, const void *buf, size
                                          int *on_gpu, mvl_error *err) {
     *n_tiles = 0;
     *on_gpu = 0;
-    TRY(mvl_cuda_prep_wait(p, err)); // the previous file's verdict first
+    int restaged;
+    TRY(mvl_cuda_prep_wait(p, &restaged, err)); // the previous file's verdict first
 #ifdef MVL_HAVE_NVJPEG
     const uint8_t *b = (const uint8_t *)buf;
     int gray, hs, vs;
     if (len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF && jpeg_gpu_ok(b, len, &gray, &hs, &vs)) {
         TRY(gpu_decode(p, b, len, name, gray, hs, vs, on_gpu, err));
         if (*on_gpu) {
-            // nvJPEG decodes truncated or corrupt data that libjpeg refuses
-            // (test_gpu_preprocess's damaged copies): libjpeg reads the
-            // compressed data through on the CPU meanwhile, so the verdict is
-            // mvl_image_decode's.
+            // nvJPEG decodes truncated or corrupt data that libjpeg refuses,
+            // and damaged files that both decode can come out differently
+            // (test_gpu_preprocess's damaged copies): libjpeg decodes the file
+            // on the CPU meanwhile, for mvl_cuda_prep_wait's verdict and check.
+            TRY(mvl_cuda_prep_end(p, cfg, first, im, n_tiles, err));
+            p->check_cfg = cfg;
+            p->check_first = first;
             std::string who(name);
+            auto job = [p, b, len, who]() {
+                p->check_st = mvl_image_decode(b, len, who.c_str(), NULL, &p->check_img, &p->check_err);
+            };
             try {
-                p->check = std::thread([p, b, len, who]() {
-                    p->check_st = mvl_jpeg_check(b, len, who.c_str(), &p->check_err);
-                });
-            } catch (...) { // no thread to be had: check here instead
-                p->check_st = mvl_jpeg_check(b, len, name, &p->check_err);
+                p->check = std::thread(job);
+            } catch (...) { // no thread to be had: decode here instead
+                job();
             }
-            return mvl_cuda_prep_end(p, cfg, first, im, n_tiles, err);
+            return MVL_OK;
         }
     }
 #endif
@@ -611,19 +629,43 @@ extern "C" mvl_status mvl_cuda_prep_file(mvl_cuda_prep *p, const void *buf, size
     return st;
 }
 
-extern "C" mvl_status mvl_cuda_prep_wait(mvl_cuda_prep *p, mvl_error *err) {
+extern "C" mvl_status mvl_cuda_prep_wait(mvl_cuda_prep *p, int *restaged, mvl_error *err) {
+    *restaged = 0;
 #ifdef MVL_HAVE_NVJPEG
     if (p->check.joinable()) p->check.join();
     mvl_status st = p->check_st;
+    mvl_image *img = p->check_img;
     p->check_st = MVL_OK;
+    p->check_img = nullptr;
     if (st != MVL_OK) {
         *err = p->check_err;
         return st;
     }
+    if (!img) return MVL_OK; // nothing pending
+    // nvJPEG's RGB against libjpeg's, through the pinned buffer (unused by a
+    // GPU decode); on any difference the tiles are made again from libjpeg's.
+    const size_t bytes = (size_t)img->width * img->height * 3;
+    st = img->width == p->width && img->height == p->height ? MVL_OK
+         : mvl_fail(err, MVL_ERR_ARG, "CUDA preprocessing: the checked image is %dx%d, the GPU's %dx%d (internal)",
+                    img->width, img->height, p->width, p->height);
+    if (st == MVL_OK) st = grow(&p->host_img, bytes, true, err);
+    if (st == MVL_OK && cudaMemcpyAsync(p->host_img.p, p->dev_img.p, bytes, cudaMemcpyDeviceToHost, p->stream) !=
+                            cudaSuccess)
+        st = mvl_fail(err, MVL_ERR_DEVICE, "CUDA preprocessing: copying the decoded image back failed");
+    if (st == MVL_OK && cudaStreamSynchronize(p->stream) != cudaSuccess)
+        st = mvl_fail(err, MVL_ERR_DEVICE, "CUDA preprocessing: the stream failed");
+    if (st == MVL_OK && memcmp(p->host_img.p, img->data, bytes)) {
+        mvl_cuda_image im;
+        int n;
+        st = mvl_cuda_preprocess(p, img, p->check_cfg, p->check_first, &im, &n, err);
+        *restaged = st == MVL_OK;
+    }
+    mvl_image_free(img);
+    return st;
 #else
     (void)p, (void)err;
-#endif
     return MVL_OK;
+#endif
 }
 
 extern "C" mvl_status mvl_cuda_prep_source(mvl_cuda_prep *p, int width, int height, uint8_t *out, mvl_error *err) {

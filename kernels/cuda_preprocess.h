@@ -58,20 +58,23 @@ mvl_status mvl_cuda_prep_end(mvl_cuda_prep *p, const mvl_preproc_config *cfg, in
  * instead (progressive ones are not: see jpeg_gpu_ok): nvJPEG's planes, then
  * libjpeg-turbo's fancy chroma upsampling and integer YCbCr -> RGB on the GPU
  * (*on_gpu = 1). That matched libjpeg-turbo byte for byte on every JPEG
- * measured (test_gpu_preprocess). nvJPEG does not see corrupt or truncated
- * data, so libjpeg reads the compressed data through on a CPU thread
- * meanwhile: the file's verdict comes from mvl_cuda_prep_wait, which the
- * caller must call (after enqueueing the ViT, to overlap) before using the
- * tiles; buf must stay valid until then. A later mvl_cuda_prep_file waits
- * first and returns a pending failure. name is for messages. */
+ * measured (test_gpu_preprocess). But nvJPEG decodes truncated or corrupt
+ * data that libjpeg refuses, and damaged files can decode differently, so
+ * libjpeg decodes the file on a CPU thread meanwhile: mvl_cuda_prep_wait,
+ * which the caller must call (after enqueueing the ViT, to overlap) before
+ * using the tiles, gives its verdict. buf must stay valid until then, and
+ * the next image on p must wait for it. name is for messages. */
 mvl_status mvl_cuda_prep_file(mvl_cuda_prep *p, const void *buf, size_t len, const char *name,
                               const mvl_preproc_config *cfg, int first, mvl_cuda_image *im, int *n_tiles,
                               int *on_gpu, mvl_error *err);
 
 /* The verdict of the last mvl_cuda_prep_file (MVL_OK when nothing is
- * pending): waits for its CPU check; on failure the file's tiles are
- * garbage and err names the file and the damage, as mvl_image_decode would. */
-mvl_status mvl_cuda_prep_wait(mvl_cuda_prep *p, mvl_error *err);
+ * pending), waiting for libjpeg's decode of it: on failure the file's
+ * tiles are garbage and err names the file and the damage, as
+ * mvl_image_decode would; when nvJPEG's pixels differ from libjpeg's the
+ * tiles are staged again from libjpeg's and *restaged = 1: anything run on
+ * the old ones (the ViT) must run again. */
+mvl_status mvl_cuda_prep_wait(mvl_cuda_prep *p, int *restaged, mvl_error *err);
 
 /* Copies tiles [first, first + n) of the tile buffer to out [n, S, S, 3]
  * (host), waiting for the stream. */

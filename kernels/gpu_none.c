@@ -186,8 +186,9 @@ mvl_status mvl_cuda_prep_file(mvl_cuda_prep *p, const void *buf, size_t len, con
     *n_tiles = *on_gpu = 0;
     return MVL_NO_CUDA(err);
 }
-mvl_status mvl_cuda_prep_wait(mvl_cuda_prep *p, mvl_error *err) {
+mvl_status mvl_cuda_prep_wait(mvl_cuda_prep *p, int *restaged, mvl_error *err) {
     (void)p;
+    *restaged = 0;
     return MVL_NO_CUDA(err);
 }
 mvl_status mvl_cuda_prep_source(mvl_cuda_prep *p, int width, int height, uint8_t *out, mvl_error *err) {

@@ -15,7 +15,6 @@
 
 #include "mvl.h"
 #include "test_util.h"
-#include "vision/vision.h"
 
 static const char *path_of(const char *rel) {
     static char buf[1024];
@@ -113,7 +112,7 @@ static void test_mutations(void **state) {
     const char *files[] = {"jpeg_333x251_422.jpg", "jpeg_exif8_257x199.jpg", "png_interlaced_gray2_67x41.png",
                            "png_pal4_trns_211x157.png", "png_exif6_rgba_120x90.png", "rgb_14x14.png"};
     uint64_t rng = 12345;
-    int ok = 0, failed = 0, checked = 0;
+    int ok = 0, failed = 0;
     for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
         size_t n;
         uint8_t *orig = slurp(path_of(files[f]), &n);
@@ -124,8 +123,7 @@ static void test_mutations(void **state) {
             mvl_image *img;
             mvl_error err = {0};
             mvl_image_opts o = {.strict_reference = t & 1};
-            int decoded = mvl_image_decode(buf, len, files[f], &o, &img, &err) == MVL_OK;
-            if (decoded) {
+            if (mvl_image_decode(buf, len, files[f], &o, &img, &err) == MVL_OK) {
                 assert_non_null(img);
                 assert_true(img->width > 0 && img->height > 0);
                 mvl_image_free(img);
@@ -135,24 +133,12 @@ static void test_mutations(void **state) {
                 assert_non_null(strstr(err.msg, files[f]));
                 failed++;
             }
-            /* mvl_jpeg_check (the GPU JPEG path's verdict) passes what the
-             * decoder decodes and refuses what libjpeg made it refuse */
-            if (!o.strict_reference && len >= 2 && buf[0] == 0xFF && buf[1] == 0xD8) {
-                mvl_error ce = {0};
-                int passed = mvl_jpeg_check(buf, len, files[f], &ce) == MVL_OK;
-                if (decoded) assert_true(passed);
-                if (!decoded && strstr(err.msg, "bad JPEG")) {
-                    assert_false(passed);
-                    assert_non_null(strstr(ce.msg, files[f]));
-                }
-                checked++;
-            }
         }
         free(buf);
         free(orig);
     }
-    fprintf(stderr, "mutations: %d decoded, %d refused, %d JPEGs checked\n", ok, failed, checked);
-    assert_true(failed > 0 && checked > 0);
+    fprintf(stderr, "mutations: %d decoded, %d refused\n", ok, failed);
+    assert_true(failed > 0);
 }
 
 /* EXIF blocks that lie about offsets and counts give orientation 1 (and no

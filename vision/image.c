@@ -230,33 +230,6 @@ static mvl_status finish_decode(mvl_image *img, int orientation, const mvl_image
     return MVL_OK;
 }
 
-/* The entropy-coded data of a JPEG read through (jpeg_read_coefficients)
- * under decode_jpeg's error manager: corrupt or truncated data gets the
- * decoder's verdict and message, without the IDCT, upsampling and colour
- * work. */
-mvl_status mvl_jpeg_check(const void *buf, size_t len, const char *name, mvl_error *err) {
-    struct jpeg_decompress_struct cinfo;
-    struct jpeg_progress_mgr progress = {.progress_monitor = jpeg_on_progress};
-    jpeg_ctx ctx;
-    memset(&cinfo, 0, sizeof cinfo);
-    cinfo.err = jpeg_std_error(&ctx.pub);
-    ctx.pub.error_exit = jpeg_on_error;
-    ctx.pub.emit_message = jpeg_on_message;
-    ctx.msg[0] = '\0';
-    if (setjmp(ctx.jb)) {
-        jpeg_destroy_decompress(&cinfo);
-        return mvl_fail(err, MVL_ERR_FORMAT, "%s: bad JPEG: %s", name, ctx.msg);
-    }
-    jpeg_create_decompress(&cinfo);
-    cinfo.progress = &progress;
-    jpeg_mem_src(&cinfo, (const unsigned char *)buf, (unsigned long)len);
-    jpeg_read_header(&cinfo, TRUE);
-    jpeg_read_coefficients(&cinfo);
-    jpeg_finish_decompress(&cinfo);
-    jpeg_destroy_decompress(&cinfo);
-    return MVL_OK;
-}
-
 static mvl_status decode_jpeg(const uint8_t *buf, size_t len, const char *name,
                               const mvl_image_opts *o, mvl_image **out, mvl_error *err) {
     struct jpeg_decompress_struct cinfo;

@@ -16,11 +16,6 @@ mvl_status mvl_image_new(int w, int h, mvl_pixel_mode mode, mvl_image **out, mvl
 /* EXIF orientation 1..8 from a TIFF block ("II*\0..." or "MM\0*..."); 1 when
  * absent or malformed. Safe on any input. */
 int mvl_exif_orientation(const uint8_t *tiff, size_t n);
-/* Reads a JPEG's compressed data through and gives mvl_image_decode's
- * verdict on it (MVL_ERR_FORMAT naming `name` for corrupt or truncated data)
- * without producing pixels: the check behind the GPU JPEG decoder, which
- * does not see such damage (kernels/cuda_preprocess.h). */
-mvl_status mvl_jpeg_check(const void *buf, size_t len, const char *name, mvl_error *err);
 
 /* Converts n pixels of img's mode (read from src, laid out as img->data is)
  * to RGB the way Pillow's convert("RGB") / paste onto an RGB canvas does:

@@ -375,7 +375,10 @@ def bench_rest(a, torch, rng, mdir, m16, dev, report, batches, stdout):
     Image.fromarray(img).save(jpg, quality=90)
     r = subprocess.run([a.bin, "e2e", mdir, jpg, "20"], capture_output=True, text=True)
     print(r.stdout, r.stderr, flush=True)
-    report["e2e"] = dict(x.split("=") for x in r.stdout.split()[1:]) if r.returncode == 0 else {"error": r.stderr}
+    report["e2e"] = {"error": r.stderr} if r.returncode else {}
+    for line in r.stdout.splitlines() if r.returncode == 0 else []:  # one line per path, then the tile check
+        kv = dict(x.split("=", 1) for x in line.split()[1:])
+        report["e2e"][kv.get("path", "check")] = kv
     write_report(a, report, rows)
 
 
