@@ -451,5 +451,12 @@ mvl_status mvl_cuda_vit_attn_sm90_variant(cudaStream_t s, const bf16 *qkv, bf16 
 
 mvl_status mvl_cuda_vit_attn_sm90(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok, int heads,
                                   float scale, mvl_error *err) {
-    return mvl_cuda_vit_attn_sm90_variant(s, qkv, out, tiles, ntok, heads, scale, MVL_VIT_ATTN_SM90_DEFAULT, err);
+    // The resident kernel runs one CTA per (tile, head); with fewer of those
+    // than SMs (one tile: 16) the streaming one, which splits the queries
+    // over 5 CTAs, keeps more SMs busy.
+    int dev, sms;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    const int variant = tiles * heads >= sms ? MVL_VIT_ATTN_SM90_DEFAULT : 0;
+    return mvl_cuda_vit_attn_sm90_variant(s, qkv, out, tiles, ntok, heads, scale, variant, err);
 }
