@@ -17,6 +17,8 @@ import argparse
 import subprocess
 import sys
 
+from cuda_timing import median_ms
+
 H, KV, D = 64, 8, 128
 
 
@@ -30,24 +32,6 @@ def parse(text):
         kv["kind"] = parts[0]
         rows.append(kv)
     return rows
-
-
-def time_ms(fn, reps, inner=1):
-    import torch
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(inner):
-            fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / inner)
-    times.sort()
-    return times[len(times) // 2]
 
 
 def sdpa(q, k, v, causal):
@@ -104,7 +88,7 @@ def main():
             k = torch.randn(1, n, KV, D, device=dev, dtype=torch.bfloat16).transpose(1, 2)
             v = torch.randn(1, n, KV, D, device=dev, dtype=torch.bfloat16).transpose(1, 2)
             fn, how = sdpa(q, k, v, True)
-            t = time_ms(fn, 5)
+            t = median_ms(fn, 5)
             flops = 4.0 * H * D * n * n / 2
             ms = float(r["attn_ms"])
             lines.append(f"| prefill N={n} | {ms:.3f} | {t:.3f} | {flops / ms / 1e9:.0f} TFLOP/s | "
@@ -116,7 +100,7 @@ def main():
             k = torch.randn(b, ctx, KV, D, device=dev, dtype=torch.bfloat16).transpose(1, 2)
             v = torch.randn(b, ctx, KV, D, device=dev, dtype=torch.bfloat16).transpose(1, 2)
             fn, how = sdpa(q, k, v, False)
-            t = time_ms(fn, 5, inner=20)
+            t = median_ms(fn, 5, inner=20)
             gb = b * ctx * KV * D * 2 * 2 / 1e9
             for label, key in (("stream", "attn_ms"), ("graph", "graph_ms")):
                 ms = float(r[key])

@@ -20,24 +20,9 @@ import os
 import subprocess
 import sys
 
+from cuda_timing import median_ms
+
 HIDDEN, HEADS, HEAD_DIM = 6144, 64, 128
-
-
-def timed(fn, warm=2, reps=10):
-    import torch
-    for _ in range(warm):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    ts.sort()
-    return ts[len(ts) // 2]
 
 
 def ours(binary, tokens, w):
@@ -94,8 +79,9 @@ def main():
         # ---- prefill: one sequence of T tokens ----
         x = torch.randn(1, T, HIDDEN, device=dev, dtype=torch.bfloat16)
         y_in = torch.randn(1, T, HEADS * HEAD_DIM, device=dev, dtype=torch.bfloat16)
-        whole = timed(lambda: layer(hidden_states=x, position_embeddings=None, attention_mask=None), warm=1, reps=5)
-        proj = timed(lambda: (layer.qkv_proj(x), layer.output_gate(x), layer.out_proj(y_in)), warm=1, reps=5)
+        whole = median_ms(lambda: layer(hidden_states=x, position_embeddings=None, attention_mask=None),
+                          warm=1, reps=5)
+        proj = median_ms(lambda: (layer.qkv_proj(x), layer.output_gate(x), layer.out_proj(y_in)), warm=1, reps=5)
         report["prefill"] = {"tokens": T, "hf_whole_ms": whole, "hf_proj_ms": proj, "hf_attn_ms": whole - proj,
                              "ours_ms": mine["prefill_ms"], "ratio": (whole - proj) / mine["prefill_ms"]}
         del x, y_in
@@ -118,8 +104,8 @@ def main():
 
             out, new_state = step()
             assert new_state.shape == state.shape, new_state.shape  # it took the decode path
-            whole = timed(step, warm=3, reps=20)
-            proj = timed(lambda: (layer.qkv_proj(x1), layer.output_gate(x1), layer.out_proj(y1)), warm=3, reps=20)
+            whole = median_ms(step, warm=3, reps=20)
+            proj = median_ms(lambda: (layer.qkv_proj(x1), layer.output_gate(x1), layer.out_proj(y1)), warm=3, reps=20)
             o = mine["decode_ms"][str(B)]
             report["decode"][str(B)] = {"hf_whole_ms": whole, "hf_proj_ms": proj, "hf_attn_ms": whole - proj,
                                         "ours_ms": o, "ratio": (whole - proj) / o}

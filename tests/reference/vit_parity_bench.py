@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cuda_timing import median_ms  # noqa: E402
 from make_tiny_model import PINPOINTS, config as tiny_config, write_safetensors  # noqa: E402
 
 V, L, NH, I, S, P, D = 1024, 24, 16, 4096, 336, 14, 6144
@@ -301,25 +302,10 @@ def bench_rest(a, torch, rng, mdir, m16, dev, report, batches, stdout):
             kv = dict(x.split("=") for x in line.split()[1:])
             report.setdefault("stages", []).append(kv)
 
-    def bench(fn, iters=10, warm=3):
-        for _ in range(warm):
-            fn()
-        torch.cuda.synchronize()
-        ts = []
-        for _ in range(iters):
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            fn()
-            e1.record()
-            e1.synchronize()
-            ts.append(e0.elapsed_time(e1))
-        ts.sort()
-        return ts[len(ts) // 2]
-
     with torch.inference_mode():
         A = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
         B = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
-        ms = bench(lambda: A @ B, iters=20)
+        ms = median_ms(lambda: A @ B, reps=20)
         report["gemm_ceiling_torch_tflops"] = 2 * 8192 ** 3 / (ms * 1e-3) / 1e12
         del A, B
     g2 = G * G
@@ -329,7 +315,7 @@ def bench_rest(a, torch, rng, mdir, m16, dev, report, batches, stdout):
     with torch.inference_mode():
         for b in batches:
             x = torch.randn(b, 3, S, S, device=dev).to(torch.bfloat16)
-            eager = bench(lambda: m16(pixel_values=x))
+            eager = median_ms(lambda: m16(pixel_values=x))
             rows.append({"tiles": b, "ours_ms": ours_t.get(b), "eager_ms": eager})
             print(rows[-1], flush=True)
         if a.torch_profile:
@@ -351,7 +337,7 @@ def bench_rest(a, torch, rng, mdir, m16, dev, report, batches, stdout):
                 mc(pixel_values=x)
                 torch.cuda.synchronize()
                 row["compile_s"] = time.time() - tc
-                row["compiled_ms"] = bench(lambda: mc(pixel_values=x))
+                row["compiled_ms"] = median_ms(lambda: mc(pixel_values=x))
                 print(row, flush=True)
     for row in rows:
         b = row["tiles"]
