@@ -406,15 +406,12 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
 // most one per work unit).
 template <int NWG, bool RESIDENT>
 mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, bf16 *out, int64_t tiles, int ntok, int heads,
-                     float scale, mvl_error *err) {
+                     float scale, int sms, mvl_error *err) {
     typedef AtShape<NWG, RESIDENT ? AT_RES_NKB : AT_NST> S;
     const bool narrow = (ntok - 1) % AT_BN < 16; // the last key block holds at most 16 keys
     auto k = RESIDENT ? (narrow ? k_vit_attn_resident<NWG, true> : k_vit_attn_resident<NWG, false>)
                       : (narrow ? k_vit_attn_stream<NWG, true> : k_vit_attn_stream<NWG, false>);
     CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, S::SMEM));
-    int dev, sms;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     const int64_t units = RESIDENT ? 1 : (ntok + 64 * NWG - 1) / (64 * NWG), work = units * heads * tiles;
     k<<<(unsigned)std::min<int64_t>(work, sms), S::THREADS, S::SMEM, s>>>(map, out, ntok, heads, (int)tiles,
                                                                          scale * 1.4426950408889634f);
@@ -422,10 +419,16 @@ mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, bf16 *out, int64_t 
     return MVL_OK;
 }
 
-} // namespace
+mvl_status sm_count(int *sms, mvl_error *err) {
+    int dev;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev));
+    return MVL_OK;
+}
 
-mvl_status mvl_cuda_vit_attn_sm90_variant(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok,
-                                          int heads, float scale, int variant, mvl_error *err) {
+// mvl_cuda_vit_attn_sm90_variant on a device of `sms` SMs.
+mvl_status attn_run(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok, int heads, float scale,
+                    int variant, int sms, mvl_error *err) {
     if (tiles < 1 || tiles > 65535 || ntok < 1 || heads < 1 || heads > 65535)
         return mvl_fail(err, MVL_ERR_ARG, "CUDA ViT attention: %lld tiles x %d tokens x %d heads out of range",
                         (long long)tiles, ntok, heads);
@@ -438,15 +441,24 @@ mvl_status mvl_cuda_vit_attn_sm90_variant(cudaStream_t s, const bf16 *qkv, bf16 
     TRY(mvl_cuda_tensor_map_bf16(&map, qkv, 3, dims, strides, box, err));
     const bool fits = (ntok + AT_BN - 1) / AT_BN <= AT_RES_NKB; // the resident kernel holds the keys
     switch (variant) {
-    case 0: return at_launch<2, false>(s, map, out, tiles, ntok, heads, scale, err);
-    case 1: return at_launch<3, false>(s, map, out, tiles, ntok, heads, scale, err);
+    case 0: return at_launch<2, false>(s, map, out, tiles, ntok, heads, scale, sms, err);
+    case 1: return at_launch<3, false>(s, map, out, tiles, ntok, heads, scale, sms, err);
     case 2:
-        return fits ? at_launch<2, true>(s, map, out, tiles, ntok, heads, scale, err)
-                    : at_launch<2, false>(s, map, out, tiles, ntok, heads, scale, err);
+        return fits ? at_launch<2, true>(s, map, out, tiles, ntok, heads, scale, sms, err)
+                    : at_launch<2, false>(s, map, out, tiles, ntok, heads, scale, sms, err);
     default:
-        return fits ? at_launch<3, true>(s, map, out, tiles, ntok, heads, scale, err)
-                    : at_launch<3, false>(s, map, out, tiles, ntok, heads, scale, err);
+        return fits ? at_launch<3, true>(s, map, out, tiles, ntok, heads, scale, sms, err)
+                    : at_launch<3, false>(s, map, out, tiles, ntok, heads, scale, sms, err);
     }
+}
+
+} // namespace
+
+mvl_status mvl_cuda_vit_attn_sm90_variant(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok,
+                                          int heads, float scale, int variant, mvl_error *err) {
+    int sms;
+    TRY(sm_count(&sms, err));
+    return attn_run(s, qkv, out, tiles, ntok, heads, scale, variant, sms, err);
 }
 
 mvl_status mvl_cuda_vit_attn_sm90(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok, int heads,
@@ -454,9 +466,8 @@ mvl_status mvl_cuda_vit_attn_sm90(cudaStream_t s, const bf16 *qkv, bf16 *out, in
     // The resident kernel runs one CTA per (tile, head); with fewer of those
     // than SMs (one tile: 16) the streaming one, which splits the queries
     // over 5 CTAs, keeps more SMs busy.
-    int dev, sms;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    int sms;
+    TRY(sm_count(&sms, err));
     const int variant = tiles * heads >= sms ? MVL_VIT_ATTN_SM90_DEFAULT : 0;
-    return mvl_cuda_vit_attn_sm90_variant(s, qkv, out, tiles, ntok, heads, scale, variant, err);
+    return attn_run(s, qkv, out, tiles, ntok, heads, scale, variant, sms, err);
 }

@@ -97,6 +97,19 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const uint32_
                  : "memory");
 }
 
+// D[64 x 16] (+)= A[64 x 16] . B[16 x 16] from shared-memory descriptors (a
+// narrow tail block: 8 fp32 accumulators per thread, n-tiles 0 and 1 of the
+// m16n8 C layout).
+template <int TA, int TB>
+__device__ __forceinline__ void wgmma_m64n16k16_ss(float (&d)[8], uint64_t da, uint64_t db, int scale_d) {
+    MVL_SM90A_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, "
+                 "%11, %12;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+                 : "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
+                 : "memory");
+}
+
 // ---- mbarriers ----------------------------------------------------------------------
 
 __device__ __forceinline__ void mbar_init(uint64_t *bar, uint32_t count) {
@@ -140,20 +153,5 @@ mvl_status mvl_cuda_has_wgmma(int device, int *yes, mvl_error *err);
 
 mvl_status mvl_cuda_tensor_map_bf16(CUtensorMap *map, const void *base, int rank, const uint64_t *dims,
                                     const uint64_t *strides, const uint32_t *box, mvl_error *err);
-
-// ---- more wgmma shapes ------------------------------------------------------------
-
-// D[64 x 16] (+)= A[64 x 16] . B[16 x 16] from shared-memory descriptors (a
-// narrow tail block: 8 fp32 accumulators per thread, n-tiles 0 and 1 of the
-// m16n8 C layout).
-template <int TA, int TB>
-__device__ __forceinline__ void wgmma_m64n16k16_ss(float (&d)[8], uint64_t da, uint64_t db, int scale_d) {
-    MVL_SM90A_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, "
-                 "%11, %12;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-                 : "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
-                 : "memory");
-}
 
 #endif
