@@ -151,4 +151,19 @@ mvl_status mvl_cuda_fill_random_bf16(cudaStream_t s, bf16 *p, int64_t n, uint32_
 // Same for uint8 in [0, 255].
 mvl_status mvl_cuda_fill_random_u8(cudaStream_t s, uint8_t *p, int64_t n, uint32_t seed, mvl_error *err);
 
+// ---- sm_90a GEMM (kernels/cuda_gemm_sm90.cu) ------------------------------------------
+
+// y[m, n] = epi(x[m, k] . w[n, k]^T + bias[n]) on row-major bf16 x, w, y and bf16 bias (or none), fp32
+// accumulate, by a TMA + wgmma kernel. MVL_EPI_NONE rounds once; MVL_EPI_GELU rounds acc + bias to bf16
+// first (torch rounds the Linear's output), then 0.5 x (1 + erf(x / sqrt 2)) in fp32 on that bf16 value,
+// rounded to bf16 (vision.md: exact erf GELU), the arithmetic of cuda_vit.cu's GELU pass. Launch only where
+// mvl_cuda_has_wgmma says yes and mvl_cuda_linear_sm90_ok takes the shape (k % 64 == 0, n % 256 == 0);
+// x, w, y 16-byte aligned, bias 4-byte aligned.
+enum { MVL_EPI_NONE = 0, MVL_EPI_GELU = 1 };
+bool mvl_cuda_linear_sm90_ok(int64_t m, int64_t k, int64_t n);
+mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
+                                const bf16 *bias, bf16 *y, int epi, mvl_error *err);
+// y[i] = the fused epilogue's GELU of x[i] for i < n (n even; the same device code), for the tests.
+mvl_status mvl_cuda_sm90_gelu(cudaStream_t s, const bf16 *x, bf16 *y, int64_t n, mvl_error *err);
+
 #endif
