@@ -21,20 +21,23 @@ namespace {
 
 constexpr int BM = 128, TN = 256; // CTA tile
 constexpr int BK = 64;            // K per stage: one 128-byte swizzle row of bf16
-constexpr int STAGES = 4;
-constexpr int THREADS = 384;                     // producer warpgroup + 2 consumer warpgroups
-constexpr int PRODUCER_REGS = 56, CONSUMER_REGS = 224; // 128 * 56 + 256 * 224 <= 64K registers
-constexpr int OUT_THREADS = 96;                  // warps 1..3
+constexpr int STAGES = 3;
+// warpgroup 0: producer warp + 3 out warps; 1, 2: consumers. 168 registers each: the m64n256 wgmma needs
+// 154 at the kernel's register limit (setmaxnreg only moves registers between regions of it)
+constexpr int THREADS = 384;
+constexpr int OUT_WARPS = 3;
+constexpr int CHUNKS = 4; // 16-byte chunks per out-warp lane and step: 32 GELUs in flight
 constexpr uint32_t A_BYTES = BM * BK * 2, STAGE = (BM + TN) * BK * 2;
 constexpr uint32_t OUT_SLOT = 64 * 128; // one 64 x 64 bf16 output block, staged for a TMA store
-constexpr int SLOTS = 2;                // per consumer warpgroup
-// stages, staging slots, mbarriers (stage full/empty, slot full/empty), slack to align the stages to 1024
-constexpr uint32_t SMEM = 1024 + STAGES * STAGE + 2 * SLOTS * OUT_SLOT + (2 * STAGES + 4 * SLOTS) * 8;
+constexpr int SLOTS = 4;                // per consumer warpgroup: its whole 64 x 256 tile
+// GELU table: the bf16 results for the bf16 inputs with exponent field TAB_EXP0 .. TAB_EXP0 + TAB_EXPS - 1
+// (2^-20 <= |x| < 16), both signs; erff for the rest.
+constexpr int TAB_EXP0 = 107, TAB_EXPS = 24, TAB_HALF = TAB_EXPS * 128;
+constexpr uint32_t TAB_BYTES = 2 * TAB_HALF * 2;
+// stages, staging slots, table, mbarriers (stage full/empty, slot full/empty), slack to align to 1024
+constexpr uint32_t SMEM = 1024 + STAGES * STAGE + 2 * SLOTS * OUT_SLOT + TAB_BYTES + (2 * STAGES + 4 * SLOTS) * 8;
 static_assert(SMEM <= 227 * 1024, "over the sm_90 shared-memory limit per block");
-static_assert(4 % SLOTS == 0 && (4 / SLOTS) % 2 == 0, "a slot's mbarrier parity repeats from tile to tile");
-
-// Barrier `id` (1..15; 0 is __syncthreads') over the out warps.
-__device__ __forceinline__ void out_bar() { asm volatile("bar.sync 1, %0;\n" ::"n"(OUT_THREADS) : "memory"); }
+constexpr int EPI_GELU_TABLE = 2; // the GELU from the table (development: against erff)
 
 // ---- epilogue arithmetic -------------------------------------------------------------------
 
@@ -44,47 +47,52 @@ __device__ __forceinline__ float gelu_f32(float x) { return 0.5f * x * (1.0f + e
 __device__ __forceinline__ uint32_t gelu_pair(uint32_t v) {
     return pack_bf16(gelu_f32(__uint_as_float(v << 16)), gelu_f32(__uint_as_float(v & 0xFFFF0000u)));
 }
+__device__ __forceinline__ void gelu_u4(uint4 &v) {
+    v.x = gelu_pair(v.x), v.y = gelu_pair(v.y), v.z = gelu_pair(v.z), v.w = gelu_pair(v.w);
+}
+// Fills the table (bf16 bits of the GELU, the same arithmetic): entry sign * TAB_HALF + (e - TAB_EXP0) * 128
+// + mantissa for the input of sign, exponent field e and mantissa.
+__device__ __forceinline__ void gelu_table_fill(uint16_t *tab, int tid, int nthreads) {
+    for (int i = tid; i < 2 * TAB_HALF; i += nthreads) {
+        const uint32_t sign = i >= TAB_HALF, r = i - sign * TAB_HALF;
+        const uint32_t b = sign << 15 | (uint32_t)(r / 128 + TAB_EXP0) << 7 | (r % 128);
+        tab[i] = (uint16_t)pack_bf16(gelu_f32(__uint_as_float(b << 16)), 0.f);
+    }
+}
+// One bf16 value through the table; `slow` set when the input is outside it.
+__device__ __forceinline__ uint32_t gelu_tab(uint32_t b, const uint16_t *tab, bool &slow) {
+    const uint32_t t = (b & 0x7FFFu) - (uint32_t)(TAB_EXP0 << 7);
+    slow |= t >= (uint32_t)TAB_HALF;
+    return tab[(b >> 15) * TAB_HALF + (t < (uint32_t)TAB_HALF ? t : 0)];
+}
+__device__ __forceinline__ uint32_t gelu_pair_tab(uint32_t v, const uint16_t *tab, bool &slow) {
+    return gelu_tab(v & 0xFFFFu, tab, slow) | gelu_tab(v >> 16, tab, slow) << 16;
+}
+// CHUNKS 16-byte chunks of bf16 in place, by the whole warp (the table's misses are redone with erff, in a
+// branch the warp takes together, so the compiler does not predicate erff into every lookup).
+template <int EPI> __device__ __forceinline__ void gelu_chunks(uint4 (&v)[CHUNKS], const uint16_t *tab) {
+    if (EPI == EPI_GELU_TABLE) {
+        bool slow = false;
+        uint4 r[CHUNKS];
+#pragma unroll
+        for (int i = 0; i < CHUNKS; i++) {
+            r[i].x = gelu_pair_tab(v[i].x, tab, slow), r[i].y = gelu_pair_tab(v[i].y, tab, slow);
+            r[i].z = gelu_pair_tab(v[i].z, tab, slow), r[i].w = gelu_pair_tab(v[i].w, tab, slow);
+        }
+        if (__any_sync(~0u, slow) && slow) {
+#pragma unroll
+            for (int i = 0; i < CHUNKS; i++) gelu_u4(r[i] = v[i]);
+        }
+#pragma unroll
+        for (int i = 0; i < CHUNKS; i++) v[i] = r[i];
+    } else {
+#pragma unroll
+        for (int i = 0; i < CHUNKS; i++) gelu_u4(v[i]);
+    }
+}
 
 __device__ __forceinline__ float2 bias_pair(const bf16 *bias, int64_t col) {
     return bias ? __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(bias + col)) : make_float2(0.f, 0.f);
-}
-
-// After a tile's main loop each thread packs its 128 accumulators + bias into 64 bf16 pairs (the Linear's
-// rounded output; torch rounds it before the GELU): p[2j] = row r, p[2j + 1] = row r + 8, columns
-// 8j + 2(l % 4) (+1), r = 16 w + l / 4 for warp w, lane l of the warpgroup (the m64nN accumulator layout).
-__device__ __forceinline__ void pack_acc(const float (&d)[128], uint32_t (&p)[64], const bf16 *bias, int col0) {
-    const int64_t c = col0 + 2 * (threadIdx.x % 4);
-#pragma unroll
-    for (int j = 0; j < 32; j++) {
-        const float2 b = bias_pair(bias, c + 8 * j);
-        p[2 * j] = pack_bf16(d[4 * j] + b.x, d[4 * j + 1] + b.y);
-        p[2 * j + 1] = pack_bf16(d[4 * j + 2] + b.x, d[4 * j + 3] + b.y);
-    }
-}
-
-// Epilogue slice i (0..15, a constant) of a packed 64 x 256 warpgroup tile: pairs j = 2i, 2i + 1 into
-// 64 x 64 block q = i / 4, staged in slot q % SLOTS in the 128-byte swizzle layout (16-byte chunk c of row
-// r at chunk c ^ (r % 8): a warp's stores hit 32 distinct banks). The block's first slice waits until the
-// out warps have sent the slot's last block; its last slice hands the block to them (slot_full counts the
-// warpgroup's 4 warps). With no GELU the out warps only store, so the writers fence for the TMA themselves.
-template <int EPI>
-__device__ __forceinline__ void epi_slice(const uint32_t (&p)[64], int i, uint8_t *slots, uint64_t *slot_full,
-                                          uint64_t *slot_empty) {
-    const int t = threadIdx.x % 128, w = t / 32, l = t % 32, r = 16 * w + l / 4, q = i / 4, o = q % SLOTS;
-    uint8_t *buf = slots + o * OUT_SLOT;
-    // each slot is used 4 / SLOTS times per tile, an even count: its phase parity depends on q alone
-    if (i % 4 == 0) mbar_wait(&slot_empty[o], ((q / SLOTS) & 1) ^ 1); // a fresh barrier passes parity 1
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-        const int jj = (2 * i + e / 2) % 8;
-        const uint32_t off = r * 128 + ((jj ^ (r & 7)) << 4) + (l % 4) * 4 + (e % 2) * 8 * 128;
-        *reinterpret_cast<uint32_t *>(buf + off) = p[4 * i + e];
-    }
-    if (i % 4 == 3) {
-        if (EPI != MVL_EPI_GELU) fence_proxy_async();
-        __syncwarp();
-        if (l == 0) mbar_arrive(&slot_full[o]);
-    }
 }
 
 // ---- the kernel --------------------------------------------------------------------------
@@ -96,8 +104,9 @@ __global__ void __launch_bounds__(THREADS, 1)
     extern __shared__ uint8_t smem_raw[];
     // Swizzled tiles need 1024-byte-aligned atoms.
     uint8_t *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
-    uint8_t *out_slots = smem + STAGES * STAGE; // consumer warpgroup c: slots c * SLOTS ..
-    uint64_t *full = reinterpret_cast<uint64_t *>(out_slots + 2 * SLOTS * OUT_SLOT), *empty = full + STAGES;
+    uint8_t *out_slots = smem + STAGES * STAGE; // consumer warpgroup c, block q: slot c * SLOTS + q
+    uint16_t *tab = reinterpret_cast<uint16_t *>(out_slots + 2 * SLOTS * OUT_SLOT);
+    uint64_t *full = reinterpret_cast<uint64_t *>(out_slots + 2 * SLOTS * OUT_SLOT + TAB_BYTES), *empty = full + STAGES;
     uint64_t *slot_full = empty + STAGES, *slot_empty = slot_full + 2 * SLOTS;
     const int n_tiles = n / TN, tiles = (m + BM - 1) / BM * n_tiles, kblocks = k / BK;
     const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -107,10 +116,10 @@ __global__ void __launch_bounds__(THREADS, 1)
         for (int o = 0; o < 2 * SLOTS; o++) mbar_init(&slot_full[o], 4), mbar_init(&slot_empty[o], 1);
         mbar_fence_init();
     }
+    if (EPI == EPI_GELU_TABLE) gelu_table_fill(tab, threadIdx.x, THREADS);
     __syncthreads();
 
     if (wg == 0) {
-        warpgroup_reg_dealloc<PRODUCER_REGS>();
         if (warp == 0) {
             if (lane != 0) return;
             // one thread issues every TMA load, stages in order over the CTA's tiles
@@ -129,98 +138,102 @@ __global__ void __launch_bounds__(THREADS, 1)
             }
             return;
         }
-        // out warps: blocks in the order the consumers fill them (block q of both warpgroups, q = 0..3)
-        const int g = threadIdx.x - 32;
-        if (EPI != MVL_EPI_GELU && g != 0) return;
-        int pend = -1; // the slot whose TMA store may still read it
-        for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+        // out warps: the 8 blocks of each tile round-robin; each applies the GELU to a whole block, then one
+        // lane TMA-stores it and hands the slot back once the store has read it
+        const int ow = warp - 1;
+        int it = 0;
+        for (int t = blockIdx.x; t < tiles; t += gridDim.x, it++) {
             const int m0 = t / n_tiles * BM, n0 = t % n_tiles * TN;
-            for (int q = 0; q < 4; q++)
-                for (int c = 0; c < 2; c++) {
-                    if (m0 + 64 * c >= m) continue; // the consumers skip a warpgroup tile wholly past m
-                    const int o = c * SLOTS + q % SLOTS;
-                    uint8_t *buf = out_slots + o * OUT_SLOT;
-                    mbar_wait(&slot_full[o], (q / SLOTS) & 1);
-                    if (EPI == MVL_EPI_GELU) {
-                        // elementwise, so the staging layout does not matter: 16-byte chunks, one at a time
-                        // with the next one's load in flight
-                        uint4 *b4 = reinterpret_cast<uint4 *>(buf);
-                        uint4 v = b4[g];
+            for (int b = 0; b < 2 * SLOTS; b++) {
+                const int c = b % 2, q = b / 2, o = c * SLOTS + q;
+                // the consumers skip a warpgroup tile wholly past m; it is in the CTA's last tile, so the slot
+                // parities below stay right
+                if ((it * 2 * SLOTS + b) % OUT_WARPS != ow || m0 + 64 * c >= m) continue;
+                uint8_t *buf = out_slots + o * OUT_SLOT;
+                mbar_wait(&slot_full[o], it & 1);
+                if (EPI != MVL_EPI_NONE) {
+                    // elementwise, so the staging layout does not matter: CHUNKS 16-byte chunks per lane and step
+                    uint4 *b4 = reinterpret_cast<uint4 *>(buf) + lane;
 #pragma unroll 1
-                        for (int j = g; j < (int)(OUT_SLOT / 16); j += OUT_THREADS) {
-                            uint4 nx = v;
-                            if (j + OUT_THREADS < (int)(OUT_SLOT / 16)) nx = b4[j + OUT_THREADS];
-                            v.x = gelu_pair(v.x), v.y = gelu_pair(v.y), v.z = gelu_pair(v.z), v.w = gelu_pair(v.w);
-                            b4[j] = v;
-                            v = nx;
-                        }
-                        fence_proxy_async();
-                        out_bar();
+                    for (int i0 = 0; i0 < (int)(OUT_SLOT / 16 / 32); i0 += CHUNKS) {
+                        uint4 v[CHUNKS];
+#pragma unroll
+                        for (int i = 0; i < CHUNKS; i++) v[i] = b4[32 * (i0 + i)];
+                        gelu_chunks<EPI>(v, tab);
+#pragma unroll
+                        for (int i = 0; i < CHUNKS; i++) b4[32 * (i0 + i)] = v[i];
                     }
-                    if (g == 0) {
-                        tma_store_2d(&ty, buf, n0 + 64 * q, m0 + 64 * c);
-                        bulk_commit();
-                        bulk_wait_read<1>(); // the previous block's store has read its slot: hand it back
-                        if (pend >= 0) mbar_arrive(&slot_empty[pend]);
-                        pend = o;
-                    }
+                    fence_proxy_async();
                 }
+                __syncwarp();
+                if (lane == 0) {
+                    tma_store_2d(&ty, buf, n0 + 64 * q, m0 + 64 * c);
+                    bulk_commit();
+                    bulk_wait_read<0>();
+                    mbar_arrive(&slot_empty[o]);
+                }
+                __syncwarp();
+            }
         }
-        if (g == 0) bulk_wait_all(); // shared memory stays until the stores have read it
+        if (lane == 0) bulk_wait_all();
         return;
     }
 
-    warpgroup_reg_alloc<CONSUMER_REGS>();
     const int c = wg - 1;
     float acc[128];
-    uint32_t p[64]; // a tile's packed bf16 outputs waiting for their epilogue
 #pragma unroll
     for (int i = 0; i < 128; i++) acc[i] = 0.f;
-    int s = 0, prev = 0;
-    bool pend = false;
+    int s = 0, prev = 0, it = 0;
     uint32_t ph = 0;
-    uint8_t *slots = out_slots + c * SLOTS * OUT_SLOT;
-    uint64_t *my_full = slot_full + c * SLOTS, *my_empty = slot_empty + c * SLOTS;
-    for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const int r = 16 * (threadIdx.x % 128 / 32) + lane / 4; // row r (and r + 8) of the warpgroup tile
+    for (int t = blockIdx.x; t < tiles; t += gridDim.x, it++) {
         const int m0 = t / n_tiles * BM + c * 64, n0 = t % n_tiles * TN;
         // a warpgroup tile wholly past m (the last row block of the fc1 at 64 tiles: 36928 = 288.5 * 128)
         // leaves the tensor cores to the other warpgroup
         const bool live = m0 < m;
-        // k blocks in groups of 16, so that epilogue slice i of the previous tile, run after k block i's
-        // MMAs are issued, indexes p with constants
-        for (int kb0 = 0; kb0 < kblocks; kb0 += 16) {
+#pragma unroll 1
+        for (int kb = 0; kb < kblocks; kb++) {
+            mbar_wait(&full[s], ph);
+            if (live) {
+                const uint8_t *st = smem + s * STAGE;
+                const uint64_t da = wgmma_desc(st + c * 64 * 128, 16, 1024), db = wgmma_desc(st + A_BYTES, 16, 1024);
+                wgmma_fence();
 #pragma unroll
-            for (int i = 0; i < 16; i++) {
-                const int kb = kb0 + i;
-                if (kb < kblocks) {
-                    mbar_wait(&full[s], ph);
-                    if (live) {
-                        const uint8_t *st = smem + s * STAGE;
-                        const uint64_t da = wgmma_desc(st + c * 64 * 128, 16, 1024),
-                                       db = wgmma_desc(st + A_BYTES, 16, 1024);
-                        wgmma_fence();
-#pragma unroll
-                        for (int kk = 0; kk < BK / 16; kk++)
-                            wgmma_m64n256k16_ss<0, 0>(acc, da + 2 * kk, db + 2 * kk, kb > 0 || kk > 0);
-                        wgmma_commit();
-                    }
-                    wgmma_wait<1>(); // the previous stage's MMAs are done: hand it back
-                    if (kb > 0 && lane == 0) mbar_arrive(&empty[prev]);
-                    prev = s;
-                    if (++s == STAGES) s = 0, ph ^= 1;
-                }
-                if (kb0 == 0 && pend) epi_slice<EPI>(p, i, slots, my_full, my_empty);
+                for (int kk = 0; kk < BK / 16; kk++)
+                    wgmma_m64n256k16_ss<0, 0>(acc, da + 2 * kk, db + 2 * kk, kb > 0 || kk > 0);
+                wgmma_commit();
             }
+            wgmma_wait<1>(); // the previous stage's MMAs are done: hand it back
+            if (kb > 0 && lane == 0) mbar_arrive(&empty[prev]);
+            prev = s;
+            if (++s == STAGES) s = 0, ph ^= 1;
         }
         wgmma_wait<0>();
         wgmma_fence_regs(acc);
         if (lane == 0) mbar_arrive(&empty[prev]);
-        pend = live;
-        if (live) pack_acc(acc, p, bias, n0);
-    }
-    if (pend) {
+        if (!live) continue;
+        // Epilogue: acc + bias rounded to bf16 (the Linear's output; torch rounds it before the GELU) into the
+        // 4 slots, 64 x 64 block q in slot q, in the 128-byte swizzle layout the TMA store reads (16-byte
+        // chunk j of row r at chunk j ^ (r % 8): a warp's stores hit 32 distinct banks). Thread (w, l) holds
+        // rows r, r + 8 and columns 8j + 2(l % 4) (+1) in acc[4j..4j+3] (the m64nN accumulator layout).
 #pragma unroll
-        for (int i = 0; i < 16; i++) epi_slice<EPI>(p, i, slots, my_full, my_empty);
+        for (int q = 0; q < SLOTS; q++) {
+            uint8_t *buf = out_slots + (c * SLOTS + q) * OUT_SLOT;
+            mbar_wait(&slot_empty[c * SLOTS + q], (it & 1) ^ 1); // a fresh barrier passes parity 1
+#pragma unroll
+            for (int jj = 0; jj < 8; jj++) {
+                const int j = 8 * q + jj;
+                const float2 b = bias_pair(bias, n0 + 8 * j + 2 * (lane % 4));
+                const uint32_t off = r * 128 + ((jj ^ (r & 7)) << 4) + (lane % 4) * 4;
+                *reinterpret_cast<uint32_t *>(buf + off) = pack_bf16(acc[4 * j] + b.x, acc[4 * j + 1] + b.y);
+                *reinterpret_cast<uint32_t *>(buf + off + 8 * 128) =
+                    pack_bf16(acc[4 * j + 2] + b.x, acc[4 * j + 3] + b.y);
+            }
+            // with no GELU the out warps only store, so the writers fence for the TMA themselves
+            if (EPI == MVL_EPI_NONE) fence_proxy_async();
+            __syncwarp();
+            if (lane == 0) mbar_arrive(&slot_full[c * SLOTS + q]);
+        }
     }
 }
 
@@ -248,9 +261,22 @@ mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf1
     return MVL_OK;
 }
 
-__global__ void k_gelu_pairs(const uint32_t *x, uint32_t *y, int64_t n2) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n2; i += (int64_t)gridDim.x * blockDim.x)
-        y[i] = gelu_pair(x[i]);
+// The fused epilogue's GELU on n8 16-byte chunks, CHUNKS per thread and step, whole warps throughout.
+template <int EPI> __global__ void k_gelu_chunks(const uint4 *x, uint4 *y, int64_t n8) {
+    __shared__ uint16_t tab[EPI == EPI_GELU_TABLE ? 2 * TAB_HALF : 1];
+    if (EPI == EPI_GELU_TABLE) gelu_table_fill(tab, threadIdx.x, blockDim.x);
+    __syncthreads();
+    const int64_t stride = CHUNKS * (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i0 = 0; i0 < n8; i0 += stride) {
+        const int64_t i = i0 + CHUNKS * (blockIdx.x * (int64_t)blockDim.x + threadIdx.x);
+        uint4 v[CHUNKS];
+#pragma unroll
+        for (int j = 0; j < CHUNKS; j++) v[j] = i + j < n8 ? x[i + j] : make_uint4(0, 0, 0, 0);
+        gelu_chunks<EPI>(v, tab);
+#pragma unroll
+        for (int j = 0; j < CHUNKS; j++)
+            if (i + j < n8) y[i + j] = v[j];
+    }
 }
 
 } // namespace
@@ -268,17 +294,25 @@ mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_
     if (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y) % 16 || (uintptr_t)bias % 4)
         return mvl_fail(err, MVL_ERR_ARG, "%s:%d: mvl_cuda_linear_sm90 needs 16-byte aligned x, w, y", __FILE__,
                         __LINE__);
-    return epi == MVL_EPI_GELU ? launch<MVL_EPI_GELU>(s, x, m, k, w, n, bias, y, err)
-                               : launch<MVL_EPI_NONE>(s, x, m, k, w, n, bias, y, err);
+    switch (epi) {
+    case MVL_EPI_NONE: return launch<MVL_EPI_NONE>(s, x, m, k, w, n, bias, y, err);
+    case EPI_GELU_TABLE: return launch<EPI_GELU_TABLE>(s, x, m, k, w, n, bias, y, err);
+    default: return launch<MVL_EPI_GELU>(s, x, m, k, w, n, bias, y, err);
+    }
 }
 
-mvl_status mvl_cuda_sm90_gelu(cudaStream_t s, const bf16 *x, bf16 *y, int64_t n, mvl_error *err) {
-    if (n < 0 || n % 2 || ((uintptr_t)x | (uintptr_t)y) % 4)
-        return mvl_fail(err, MVL_ERR_ARG, "%s:%d: mvl_cuda_sm90_gelu takes an even count of 4-byte aligned bf16",
-                        __FILE__, __LINE__);
+mvl_status mvl_cuda_sm90_gelu(cudaStream_t s, const bf16 *x, bf16 *y, int64_t n, int epi, mvl_error *err) {
+    if (n < 0 || n % 8 || ((uintptr_t)x | (uintptr_t)y) % 16)
+        return mvl_fail(err, MVL_ERR_ARG, "%s:%d: mvl_cuda_sm90_gelu takes 16-byte aligned chunks of 8 bf16", __FILE__,
+                        __LINE__);
     if (n == 0) return MVL_OK;
-    k_gelu_pairs<<<mvl_grid_for(n / 2, 256), 256, 0, s>>>(reinterpret_cast<const uint32_t *>(x),
-                                                           reinterpret_cast<uint32_t *>(y), n / 2);
+    const int grid = mvl_grid_for(n / 8 / CHUNKS, 256);
+    if (epi == EPI_GELU_TABLE)
+        k_gelu_chunks<EPI_GELU_TABLE><<<grid, 256, 0, s>>>(reinterpret_cast<const uint4 *>(x),
+                                                           reinterpret_cast<uint4 *>(y), n / 8);
+    else
+        k_gelu_chunks<MVL_EPI_GELU><<<grid, 256, 0, s>>>(reinterpret_cast<const uint4 *>(x),
+                                                         reinterpret_cast<uint4 *>(y), n / 8);
     LAUNCH_CHECK();
     return MVL_OK;
 }
