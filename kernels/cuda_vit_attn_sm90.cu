@@ -21,8 +21,12 @@
 // ntok, the last key block masks its keys past ntok to -inf and, holding at
 // most 16 real keys (NARROW), runs as an m64n16 product and one k-step of PV;
 // a warpgroup without real queries only keeps the barrier counts, and rows
-// past ntok are not stored. Bidirectional: no other mask (vision.md §1.2
-// step 5).
+// past ntok are not stored. In the resident kernel a last query block of at
+// most AT_CORE_ROWS real rows gets no 64-row wgmma pass (at 577 tokens that
+// pass would hold one real row and make one warpgroup run 4 passes while the
+// others run 3): one warpgroup per unit, in turn, computes those rows on CUDA
+// cores from the resident K/V (at_core_rows). Bidirectional: no other mask
+// (vision.md §1.2 step 5).
 #include <math.h>
 #include <stdlib.h>
 
@@ -35,6 +39,11 @@
 namespace {
 
 constexpr int AT_D = 64, AT_BN = 64, AT_NST = 4, AT_RES_NKB = 10;
+// Resident kernel: a last query block of at most AT_CORE_ROWS real rows runs
+// on CUDA cores (at_core_rows), whose threads hold up to AT_CORE_KPT keys.
+// One row: on the H100 at 64 tiles each row cost ~0.025 ms per call, 2 rows
+// as much as the wgmma pass they replace.
+constexpr int AT_CORE_ROWS = 1, AT_CORE_KPT = AT_RES_NKB * AT_BN / 128;
 constexpr int AT_TILE = 64 * AT_D * 2; // bytes of one 64-row bf16 tile (8 KB), 1024-byte aligned
 
 // Launch shape: NWG consumer warpgroups and the producer warpgroup; the
@@ -233,6 +242,139 @@ __device__ __forceinline__ void at_store(const float (&o)[32], const float (&l)[
     }
 }
 
+// Real rows of the resident kernel's last query block when they go to
+// at_core_rows (at most AT_CORE_ROWS of them), else 0.
+__device__ __forceinline__ int at_core_nrows(int ntok) {
+    const int t = ntok - (ntok - 1) / AT_BN * AT_BN; // 1..64
+    return t <= AT_CORE_ROWS ? t : 0;
+}
+
+// Scratch of one warpgroup in at_core_rows.
+struct AtCoreScratch {
+    alignas(16) bf16 q[AT_CORE_ROWS][AT_D]; // the q rows (at_core_q_fetch)
+    float mx[4], sum[4];                    // per warp: the row maximum over its keys, then its partial row sum
+    float o[4][AT_D];                       // per warp: its partial P.V
+};
+
+// Starts copying the nr q rows q0.. of (tile, h) into scr.q (cp.async, one
+// 16-byte chunk per thread of the warpgroup; at_core_rows waits for them):
+// issued at the start of the unit, the global memory latency passes during
+// the warpgroup's first wgmma passes instead of inside at_core_rows.
+__device__ __forceinline__ void at_core_q_fetch(const bf16 *qkv, int64_t tile, int h, int q0, int nr, int ntok,
+                                                int heads, AtCoreScratch &scr) {
+    const int i = threadIdx.x & 127, r = i >> 3, c = i & 7;
+    if (r < nr)
+        cp_async16(&scr.q[r][8 * c], qkv + ((tile * ntok + q0 + r) * 3 * heads + h) * AT_D + 8 * c, 16);
+    cp_async_commit();
+}
+
+// Barrier of consumer warpgroup wg's 128 threads alone (id 0 is __syncthreads).
+__device__ __forceinline__ void at_wg_sync(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); }
+
+// The nr (<= AT_CORE_ROWS) query rows q0.. of (tile, h), computed on CUDA
+// cores by one consumer warpgroup, one row at a time, from the unit's
+// resident K/V (sK, sV: nkb contiguous 64-row tiles, so key j's row sits j *
+// 128 bytes in, every block landed; 128-byte swizzle: 16-byte chunk c of row
+// j at chunk c ^ (j % 8)) and the q rows of at_core_q_fetch (this warpgroup's
+// last cp.async group). fp32 scores, an exact two-pass softmax (maximum, then
+// exponentials) and fp32 accumulation as in the wgmma passes, but P stays
+// fp32 (not rounded to bf16). Thread i of the warpgroup scores the keys i +
+// 128 k; in P.V its warp walks the same keys, P passed along by shuffle, each
+// lane accumulating 2 of the 64 output columns; the 4 warps' partial sums are
+// then added in `scr`. Compact code on purpose (rows and key groups not
+// unrolled): it runs once per unit and must not crowd the passes' code out of
+// the instruction cache. The thread index is read through a volatile asm so
+// that nothing derived from it is hoisted out of the unit loop, where it would
+// hold registers across the wgmma passes (spilling at their 128-register
+// cap).
+__device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8_t *sK, const uint8_t *sV,
+                                             int64_t tile, int h, int q0, int nr, int ntok, int heads,
+                                             float scale_log2, int wg, AtCoreScratch &scr) {
+    uint32_t tx;
+    asm volatile("mov.u32 %0, %%tid.x;" : "=r"(tx));
+    const int lane = tx & 31, w = (tx >> 5) & 3, tid = 32 * w + lane, sw = tid & 7; // sw: key % 8 of its keys
+    const uint8_t *kr[AT_CORE_KPT]; // key tid + 128 k (past ntok: key ntok - 1, masked)
+#pragma unroll
+    for (int k = 0; k < AT_CORE_KPT; k++) kr[k] = sK + min(tid + 128 * k, ntok - 1) * 128;
+    uint32_t voff[8]; // byte offset of this lane's 2 columns in key row 8 m + i, from row 8 m
+#pragma unroll
+    for (int i = 0; i < 8; i++) voff[i] = i * 128 + ((((lane >> 2) ^ i) << 4) | ((lane & 3) * 4));
+    const int64_t ldo = (int64_t)heads * AT_D;
+    cp_async_wait<0>();
+    at_wg_sync(wg); // every thread's q chunk has landed
+#pragma unroll 1
+    for (int r = 0; r < nr; r++) {
+        float q[AT_D], s[AT_CORE_KPT];
+#pragma unroll
+        for (int c = 0; c < 8; c++) { // one address for the whole warp: a broadcast
+            const uint4 v = *reinterpret_cast<const uint4 *>(&scr.q[r][8 * c]);
+            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                q[8 * c + 2 * i] = __uint_as_float(u[i] << 16), q[8 * c + 2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+        }
+        float x = -INFINITY;
+#pragma unroll
+        for (int k = 0; k < AT_CORE_KPT; k++) {
+            float acc = 0.f;
+#pragma unroll
+            for (int c = 0; c < 8; c++) {
+                const uint4 v = *reinterpret_cast<const uint4 *>(kr[k] + ((c ^ sw) << 4));
+                const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    acc = fmaf(q[8 * c + 2 * i], __uint_as_float(u[i] << 16), acc);
+                    acc = fmaf(q[8 * c + 2 * i + 1], __uint_as_float(u[i] & 0xffff0000u), acc);
+                }
+            }
+            s[k] = tid + 128 * k < ntok ? acc : -INFINITY;
+            x = fmaxf(x, s[k]);
+        }
+#pragma unroll
+        for (int sh = 16; sh > 0; sh >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, sh));
+        if (lane == 0) scr.mx[w] = x;
+        at_wg_sync(wg);
+        // key 0 is real: the maximum is finite, and masked keys get P = 0
+        const float mr = fmaxf(fmaxf(scr.mx[0], scr.mx[1]), fmaxf(scr.mx[2], scr.mx[3])) * scale_log2;
+        float l = 0.f;
+#pragma unroll
+        for (int k = 0; k < AT_CORE_KPT; k++) s[k] = ex2_ftz(fmaf(s[k], scale_log2, -mr)), l += s[k];
+#pragma unroll
+        for (int sh = 16; sh > 0; sh >>= 1) l += __shfl_xor_sync(0xffffffffu, l, sh);
+        if (lane == 0) scr.sum[w] = l;
+        // P.V over keys 32 w + 128 k + 8 m + i, 8 at a time: every group that
+        // starts below ntok lies in a landed tile (zero-filled past ntok, P = 0)
+        float o[2][2] = {};
+#pragma unroll 1
+        for (int k = 0; k < AT_CORE_KPT; k++) {
+            float sk = s[0];
+#pragma unroll
+            for (int kk = 1; kk < AT_CORE_KPT; kk++) sk = k == kk ? s[kk] : sk;
+#pragma unroll 1
+            for (int j = 32 * w + 128 * k; j < min(ntok, 32 * w + 128 * k + 32); j += 8) {
+                const uint8_t *vr = sV + j * 128;
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    const uint32_t v = *reinterpret_cast<const uint32_t *>(vr + voff[i]);
+                    const float p = __shfl_sync(0xffffffffu, sk, (j & 31) + i);
+                    o[i & 1][0] = fmaf(p, __uint_as_float(v << 16), o[i & 1][0]);
+                    o[i & 1][1] = fmaf(p, __uint_as_float(v & 0xffff0000u), o[i & 1][1]);
+                }
+            }
+        }
+        *reinterpret_cast<float2 *>(&scr.o[w][2 * lane]) = make_float2(o[0][0] + o[1][0], o[0][1] + o[1][1]);
+        at_wg_sync(wg); // also orders the row sums
+        if (w == 0) {
+            float a0 = 0.f, a1 = 0.f, ls = 0.f;
+#pragma unroll
+            for (int i = 0; i < 4; i++) a0 += scr.o[i][2 * lane], a1 += scr.o[i][2 * lane + 1], ls += scr.sum[i];
+            *reinterpret_cast<__nv_bfloat162 *>(out + (tile * ntok + q0 + r) * ldo + h * AT_D + 2 * lane) =
+                __floats2bfloat162_rn(a0 / ls, a1 / ls);
+        }
+        at_wg_sync(wg); // scr is rewritten by the next row
+    }
+}
+
 // 1024-byte aligned start of the dynamic shared memory (the TMA's and
 // wgmma's swizzle works on shared-memory address bits).
 __device__ __forceinline__ uint8_t *at_smem_base(uint8_t *raw) {
@@ -240,14 +382,15 @@ __device__ __forceinline__ uint8_t *at_smem_base(uint8_t *raw) {
 }
 
 // qkv_map: the 3-D tensor map [tiles][ntok][3*heads*64] bf16 of qkv, box
-// {64, 64, 1}, 128-byte swizzle. out: [tiles*ntok, heads*64] bf16.
+// {64, 64, 1}, 128-byte swizzle; qkv itself (the resident kernel's
+// at_core_rows reads q rows through it). out: [tiles*ntok, heads*64] bf16.
 
 // Streaming kernel: work unit w = (query block of NWG*64, head, tile), query
 // block fastest.
 template <int NWG, bool NARROW>
 __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
-    k_vit_attn_stream(const __grid_constant__ CUtensorMap qkv_map, bf16 *__restrict__ out, int ntok, int heads,
-                      int tiles, float scale_log2) {
+    k_vit_attn_stream(const __grid_constant__ CUtensorMap qkv_map, const bf16 *__restrict__ /* qkv: unused */,
+                      bf16 *__restrict__ out, int ntok, int heads, int tiles, float scale_log2) {
     typedef AtShape<NWG, AT_NST> SH;
     constexpr int BM = 64 * NWG;
     extern __shared__ uint8_t at_smem_raw[];
@@ -319,21 +462,25 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
     }
 }
 
-// Resident kernel: work unit w = (head, tile), nkb <= AT_RES_NKB. Consumer
-// warpgroup g takes the query blocks g, g + NWG, ... (its Q tiles double-
-// buffered) and releases each K/V tile on its last pass, so the producer
-// refills it with the next unit's block while that pass runs.
+// Resident kernel: work unit w = (head, tile), nkb <= AT_RES_NKB. The nqp
+// query blocks that run as wgmma passes (all nkb, or nkb - 1 when the last
+// one goes to at_core_rows): consumer warpgroup g takes the blocks g, g +
+// NWG, ... (its Q tiles double-buffered) and releases each K/V tile on its
+// last pass, so the producer refills it with the next unit's block while that
+// pass runs; warpgroup u % NWG of the CTA's u-th unit computes the core rows
+// just before that pass (or, without a pass, before releasing the tiles).
 template <int NWG, bool NARROW>
 __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
-    k_vit_attn_resident(const __grid_constant__ CUtensorMap qkv_map, bf16 *__restrict__ out, int ntok, int heads,
-                        int tiles, float scale_log2) {
+    k_vit_attn_resident(const __grid_constant__ CUtensorMap qkv_map, const bf16 *__restrict__ qkv,
+                        bf16 *__restrict__ out, int ntok, int heads, int tiles, float scale_log2) {
     typedef AtShape<NWG, AT_RES_NKB> SH;
     extern __shared__ uint8_t at_smem_raw[];
     __shared__ uint64_t full[AT_RES_NKB], empty[AT_RES_NKB], qfull[NWG][2], qempty[NWG][2];
+    __shared__ AtCoreScratch core_scr[NWG];
     uint8_t *sQ = at_smem_base(at_smem_raw); // [NWG][2] tiles
     uint8_t *sK = sQ + 2 * NWG * AT_TILE, *sV = sK + AT_RES_NKB * AT_TILE;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int nkb = (ntok + AT_BN - 1) / AT_BN; // also the number of query blocks
+    const int nkb = (ntok + AT_BN - 1) / AT_BN, ncore = at_core_nrows(ntok), nqp = nkb - (ncore > 0);
     const int64_t nwork = (int64_t)heads * tiles;
     if (threadIdx.x == 0) {
         for (int b = 0; b < AT_RES_NKB; b++) {
@@ -363,14 +510,14 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
             int u = 0;
             for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
                 const int h = (int)(w % heads), tile = (int)(w / heads);
-                for (int g = 0; g < NWG && g < nkb; g++) load_q(g, g, h, tile);
+                for (int g = 0; g < NWG && g < nqp; g++) load_q(g, g, h, tile);
                 for (int b = 0; b < nkb; b++) {
                     if (u >= 1) mbar_wait(&empty[b], (u - 1) & 1);
                     mbar_arrive_expect_tx(&full[b], 2 * AT_TILE); // out-of-range rows count too (zero-filled)
                     tma_load_3d(sK + b * AT_TILE, &qkv_map, &full[b], (heads + h) * AT_D, b * AT_BN, tile);
                     tma_load_3d(sV + b * AT_TILE, &qkv_map, &full[b], (2 * heads + h) * AT_D, b * AT_BN, tile);
                 }
-                for (int qb = NWG; qb < nkb; qb++) load_q(qb % NWG, qb, h, tile);
+                for (int qb = NWG; qb < nqp; qb++) load_q(qb % NWG, qb, h, tile);
             }
         }
         return;
@@ -382,22 +529,31 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
     for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
         const int h = (int)(w % heads), tile = (int)(w / heads);
         auto slot = [&](int k) { return make_int2(k, u & 1); };
-        if (wg >= nkb) { // no query block in this unit: keep the barrier counts
-            for (int b = 0; b < nkb; b++) {
-                mbar_wait(&full[b], u & 1);
-                mbar_arrive_if0(&empty[b], lane);
+        const bool core = ncore > 0 && wg == u % NWG; // this warpgroup computes the unit's core rows
+        if (core) at_core_q_fetch(qkv, tile, h, nqp * 64, ncore, ntok, heads, core_scr[wg]);
+        for (int qb = wg;; qb += NWG) {
+            const bool last = qb + NWG >= nqp; // the last pass releases the K/V tiles (true without a pass too)
+            if (core && last) { // the one call site: at_core_rows is inlined once
+                for (int b = 0; b < nkb; b++) mbar_wait(&full[b], u & 1);
+                at_core_rows(out, sK, sV, tile, h, nqp * 64, ncore, ntok, heads, scale_log2, wg, core_scr[wg]);
             }
-            continue;
-        }
-        for (int qb = wg; qb < nkb; qb += NWG, np++) {
+            if (qb >= nqp) { // no wgmma pass in this unit: keep the barrier counts
+                for (int b = 0; b < nkb; b++) {
+                    mbar_wait(&full[b], u & 1);
+                    mbar_arrive_if0(&empty[b], lane);
+                }
+                break;
+            }
             const int qs = np & 1;
             float o[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 #pragma unroll
             for (int i = 0; i < 32; i++) o[i] = 0.f;
             mbar_wait(&qfull[wg][qs], (np >> 1) & 1);
             at_pass<NARROW>(wgmma_desc(sQ + (wg * 2 + qs) * AT_TILE, 0, 1024), dk0, dv0, nkb, tail, scale_log2, lane,
-                            full, empty, &qempty[wg][qs], qb + NWG < nkb, slot, o, m, l);
+                            full, empty, &qempty[wg][qs], !last, slot, o, m, l);
             at_store(o, l, out, tile, h, qb * 64, ntok, heads, warp, lane);
+            np++;
+            if (last) break;
         }
     }
 }
@@ -405,15 +561,15 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
 // The kernels of mvl_cuda_vit_attn_sm90_variant; grid: one CTA per SM (at
 // most one per work unit).
 template <int NWG, bool RESIDENT>
-mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, bf16 *out, int64_t tiles, int ntok, int heads,
-                     float scale, int sms, mvl_error *err) {
+mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok,
+                     int heads, float scale, int sms, mvl_error *err) {
     typedef AtShape<NWG, RESIDENT ? AT_RES_NKB : AT_NST> S;
     const bool narrow = (ntok - 1) % AT_BN < 16; // the last key block holds at most 16 keys
     auto k = RESIDENT ? (narrow ? k_vit_attn_resident<NWG, true> : k_vit_attn_resident<NWG, false>)
                       : (narrow ? k_vit_attn_stream<NWG, true> : k_vit_attn_stream<NWG, false>);
     CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, S::SMEM));
     const int64_t units = RESIDENT ? 1 : (ntok + 64 * NWG - 1) / (64 * NWG), work = units * heads * tiles;
-    k<<<(unsigned)std::min<int64_t>(work, sms), S::THREADS, S::SMEM, s>>>(map, out, ntok, heads, (int)tiles,
+    k<<<(unsigned)std::min<int64_t>(work, sms), S::THREADS, S::SMEM, s>>>(map, qkv, out, ntok, heads, (int)tiles,
                                                                          scale * 1.4426950408889634f);
     LAUNCH_CHECK();
     return MVL_OK;
@@ -441,14 +597,14 @@ mvl_status attn_run(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, i
     TRY(mvl_cuda_tensor_map_bf16(&map, qkv, 3, dims, strides, box, err));
     const bool fits = (ntok + AT_BN - 1) / AT_BN <= AT_RES_NKB; // the resident kernel holds the keys
     switch (variant) {
-    case 0: return at_launch<2, false>(s, map, out, tiles, ntok, heads, scale, sms, err);
-    case 1: return at_launch<3, false>(s, map, out, tiles, ntok, heads, scale, sms, err);
+    case 0: return at_launch<2, false>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err);
+    case 1: return at_launch<3, false>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err);
     case 2:
-        return fits ? at_launch<2, true>(s, map, out, tiles, ntok, heads, scale, sms, err)
-                    : at_launch<2, false>(s, map, out, tiles, ntok, heads, scale, sms, err);
+        return fits ? at_launch<2, true>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err)
+                    : at_launch<2, false>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err);
     default:
-        return fits ? at_launch<3, true>(s, map, out, tiles, ntok, heads, scale, sms, err)
-                    : at_launch<3, false>(s, map, out, tiles, ntok, heads, scale, sms, err);
+        return fits ? at_launch<3, true>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err)
+                    : at_launch<3, false>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err);
     }
 }
 
