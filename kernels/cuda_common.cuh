@@ -159,11 +159,11 @@ mvl_status mvl_cuda_fill_random_u8(cudaStream_t s, uint8_t *p, int64_t n, uint32
 // rounded to bf16 (vision.md: exact erf GELU), the arithmetic of cuda_vit.cu's GELU pass. Launch only where
 // mvl_cuda_has_wgmma says yes and mvl_cuda_linear_sm90_ok takes the shape (k % 64 == 0, n % 256 == 0);
 // x, w, y 16-byte aligned, bias 4-byte aligned.
-enum { MVL_EPI_NONE = 0, MVL_EPI_GELU = 1, MVL_EPI_GELU_TABLE_DEV = 2 };
+enum { MVL_EPI_NONE = 0, MVL_EPI_GELU = 1 };
 bool mvl_cuda_linear_sm90_ok(int64_t m, int64_t k, int64_t n);
 mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
                                 const bf16 *bias, bf16 *y, int epi, mvl_error *err);
 // y[i] = the fused epilogue's GELU of x[i] for i < n (n % 8 == 0; the same device code), for the tests.
-mvl_status mvl_cuda_sm90_gelu(cudaStream_t s, const bf16 *x, bf16 *y, int64_t n, int epi, mvl_error *err);
+mvl_status mvl_cuda_sm90_gelu(cudaStream_t s, const bf16 *x, bf16 *y, int64_t n, mvl_error *err);
 
 #endif

@@ -2,18 +2,24 @@
 // out, fp32 accumulation, the exact erf GELU fused (issue 7's fc1 and the projector's linear_1).
 // Roles of the 384 threads (one CTA per SM, persistent over a static tile list, n fastest, so the CTAs in
 // flight share a few row blocks of x and all of w in L2):
-// - warp 0, one thread: TMA loads of 64-wide K slices of x and w into 4 shared-memory stages (128-byte
+// - warp 0, one thread: TMA loads of 64-wide K slices of x and w into 3 shared-memory stages (128-byte
 //   swizzle, the wgmma K-major layout), through full/empty mbarriers;
 // - warpgroups 1 and 2 (consumers): wgmma from shared memory on a 128 x 256 CTA tile (warpgroup c: rows
-//   64c.., one m64n256 wgmma per k16). After a tile's main loop each thread packs acc + bias to 64 bf16
-//   pairs, which wait in registers and go to shared memory in 16 slices between the next tile's k blocks
-//   (its epilogue overlaps the next main loop), into two 64 x 64 staging slots per consumer warpgroup;
-// - warps 1..3 (the "out" warps): take each staged 64 x 64 block, apply the GELU in place, and TMA-store it.
-// Why the out warps: the GELU's ALU work done by the consumers between their wgmma issues delayed the
-// next issue (0.75 ms per fc1 call at 64 tiles on an H100, against 0.415 without GELU; git 7db17ac); in
-// warps of their own it fills issue slots the consumers leave idle. erff rather than a shared-memory table
-// of the GELU's bf16 results: the main loop's wgmma operand reads and TMA writes already take most of the
-// shared-memory bandwidth, and the table's gathers (bank conflicts) competed with them (0.68-0.73 ms).
+//   64c.., one m64n256 wgmma per k16); after a tile's main loop each thread writes acc + bias, rounded to
+//   bf16, into 4 staging slots (its warpgroup's 64 x 256 tile as 64 x 64 blocks) and starts the next tile;
+// - warps 1..3 (out warps): during the next main loop, each takes whole staged blocks, applies the GELU in
+//   place and TMA-stores them.
+// The GELU comes from a shared-memory table of its bf16 results (built with the same arithmetic, so the
+// same bits; erff for inputs outside 2^-20 <= |x| < 16). Measured on an H100 at the fc1 shape for 64 tiles
+// (M 36928, N 4096, K 1024; tests/gpu_gemm_sm90.cu bench), ms per call, cuBLASLt + the GELU pass 0.64-0.68:
+// - GELU by the consumers between their wgmma issues (git 7db17ac): 0.68-0.78 (it delayed the next issue);
+// - out warps with erff, p[64] held in registers and written in slices during the next main loop: 0.80
+//   (3 out warps latency-bound on erff's ~28 instructions a value);
+// - this layout with erff: 0.64; with the table: 0.479 (no GELU 0.438-0.449, cuBLASLt 0.423-0.427);
+// - 4 stages with one staging slot per warpgroup, written a block every 4 k blocks (the out warps then
+//   had 4 k blocks per block): 0.584-0.597.
+// The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
+// producer as soon as the warpgroup's own MMAs on it are done.
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_wgmma.cuh"
 
@@ -34,10 +40,12 @@ constexpr int SLOTS = 4;                // per consumer warpgroup: its whole 64 
 // (2^-20 <= |x| < 16), both signs; erff for the rest.
 constexpr int TAB_EXP0 = 107, TAB_EXPS = 24, TAB_HALF = TAB_EXPS * 128;
 constexpr uint32_t TAB_BYTES = 2 * TAB_HALF * 2;
-// stages, staging slots, table, mbarriers (stage full/empty, slot full/empty), slack to align to 1024
-constexpr uint32_t SMEM = 1024 + STAGES * STAGE + 2 * SLOTS * OUT_SLOT + TAB_BYTES + (2 * STAGES + 4 * SLOTS) * 8;
+// the tile's bias pairs per consumer warpgroup, two tiles' worth
+constexpr uint32_t BIAS_BYTES = 2 * 2 * (TN / 2) * 4;
+// stages, staging slots, table, bias, mbarriers (stage full/empty, slot full/empty), slack to align to 1024
+constexpr uint32_t SMEM =
+    1024 + STAGES * STAGE + 2 * SLOTS * OUT_SLOT + TAB_BYTES + BIAS_BYTES + (2 * STAGES + 4 * SLOTS) * 8;
 static_assert(SMEM <= 227 * 1024, "over the sm_90 shared-memory limit per block");
-constexpr int EPI_GELU_TABLE = 2; // the GELU from the table (development: against erff)
 
 // ---- epilogue arithmetic -------------------------------------------------------------------
 
@@ -47,11 +55,8 @@ __device__ __forceinline__ float gelu_f32(float x) { return 0.5f * x * (1.0f + e
 __device__ __forceinline__ uint32_t gelu_pair(uint32_t v) {
     return pack_bf16(gelu_f32(__uint_as_float(v << 16)), gelu_f32(__uint_as_float(v & 0xFFFF0000u)));
 }
-__device__ __forceinline__ void gelu_u4(uint4 &v) {
-    v.x = gelu_pair(v.x), v.y = gelu_pair(v.y), v.z = gelu_pair(v.z), v.w = gelu_pair(v.w);
-}
-// Fills the table (bf16 bits of the GELU, the same arithmetic): entry sign * TAB_HALF + (e - TAB_EXP0) * 128
-// + mantissa for the input of sign, exponent field e and mantissa.
+// Fills the table with the same arithmetic, so it holds the same bits: entry sign * TAB_HALF + (e -
+// TAB_EXP0) * 128 + mantissa for the input of that sign, exponent field e and mantissa.
 __device__ __forceinline__ void gelu_table_fill(uint16_t *tab, int tid, int nthreads) {
     for (int i = tid; i < 2 * TAB_HALF; i += nthreads) {
         const uint32_t sign = i >= TAB_HALF, r = i - sign * TAB_HALF;
@@ -68,32 +73,31 @@ __device__ __forceinline__ uint32_t gelu_tab(uint32_t b, const uint16_t *tab, bo
 __device__ __forceinline__ uint32_t gelu_pair_tab(uint32_t v, const uint16_t *tab, bool &slow) {
     return gelu_tab(v & 0xFFFFu, tab, slow) | gelu_tab(v >> 16, tab, slow) << 16;
 }
-// CHUNKS 16-byte chunks of bf16 in place, by the whole warp (the table's misses are redone with erff, in a
-// branch the warp takes together, so the compiler does not predicate erff into every lookup).
-template <int EPI> __device__ __forceinline__ void gelu_chunks(uint4 (&v)[CHUNKS], const uint16_t *tab) {
-    if (EPI == EPI_GELU_TABLE) {
-        bool slow = false;
-        uint4 r[CHUNKS];
+// CHUNKS 16-byte chunks of bf16 through the GELU in place, by a whole warp: the table, and erff for a lane
+// with an input outside it, in a branch the warp takes together (so the compiler cannot predicate erff into
+// every lookup).
+__device__ __forceinline__ void gelu_chunks(uint4 (&v)[CHUNKS], const uint16_t *tab) {
+    bool slow = false;
+    uint4 r[CHUNKS];
 #pragma unroll
-        for (int i = 0; i < CHUNKS; i++) {
-            r[i].x = gelu_pair_tab(v[i].x, tab, slow), r[i].y = gelu_pair_tab(v[i].y, tab, slow);
-            r[i].z = gelu_pair_tab(v[i].z, tab, slow), r[i].w = gelu_pair_tab(v[i].w, tab, slow);
-        }
-        if (__any_sync(~0u, slow) && slow) {
-#pragma unroll
-            for (int i = 0; i < CHUNKS; i++) gelu_u4(r[i] = v[i]);
-        }
-#pragma unroll
-        for (int i = 0; i < CHUNKS; i++) v[i] = r[i];
-    } else {
-#pragma unroll
-        for (int i = 0; i < CHUNKS; i++) gelu_u4(v[i]);
+    for (int i = 0; i < CHUNKS; i++) {
+        r[i].x = gelu_pair_tab(v[i].x, tab, slow), r[i].y = gelu_pair_tab(v[i].y, tab, slow);
+        r[i].z = gelu_pair_tab(v[i].z, tab, slow), r[i].w = gelu_pair_tab(v[i].w, tab, slow);
     }
+    if (__any_sync(~0u, slow) && slow) {
+#pragma unroll
+        for (int i = 0; i < CHUNKS; i++)
+            r[i] = make_uint4(gelu_pair(v[i].x), gelu_pair(v[i].y), gelu_pair(v[i].z), gelu_pair(v[i].w));
+    }
+#pragma unroll
+    for (int i = 0; i < CHUNKS; i++) v[i] = r[i];
 }
 
-__device__ __forceinline__ float2 bias_pair(const bf16 *bias, int64_t col) {
-    return bias ? __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(bias + col)) : make_float2(0.f, 0.f);
+__device__ __forceinline__ float2 bf16x2_f2(uint32_t v) {
+    return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xFFFF0000u));
 }
+// Barrier 2 + c (0 is __syncthreads') over consumer warpgroup c.
+__device__ __forceinline__ void consumer_bar(int c) { asm volatile("bar.sync %0, 128;\n" ::"r"(2 + c) : "memory"); }
 
 // ---- the kernel --------------------------------------------------------------------------
 
@@ -106,7 +110,11 @@ __global__ void __launch_bounds__(THREADS, 1)
     uint8_t *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
     uint8_t *out_slots = smem + STAGES * STAGE; // consumer warpgroup c, block q: slot c * SLOTS + q
     uint16_t *tab = reinterpret_cast<uint16_t *>(out_slots + 2 * SLOTS * OUT_SLOT);
-    uint64_t *full = reinterpret_cast<uint64_t *>(out_slots + 2 * SLOTS * OUT_SLOT + TAB_BYTES), *empty = full + STAGES;
+    // bias pairs [c][tile parity][128]: each consumer thread puts one during the main loop, so the epilogue
+    // reads none from global memory
+    uint32_t *bias_sm = reinterpret_cast<uint32_t *>(out_slots + 2 * SLOTS * OUT_SLOT + TAB_BYTES);
+    uint64_t *full = reinterpret_cast<uint64_t *>(out_slots + 2 * SLOTS * OUT_SLOT + TAB_BYTES + BIAS_BYTES),
+             *empty = full + STAGES;
     uint64_t *slot_full = empty + STAGES, *slot_empty = slot_full + 2 * SLOTS;
     const int n_tiles = n / TN, tiles = (m + BM - 1) / BM * n_tiles, kblocks = k / BK;
     const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -116,7 +124,7 @@ __global__ void __launch_bounds__(THREADS, 1)
         for (int o = 0; o < 2 * SLOTS; o++) mbar_init(&slot_full[o], 4), mbar_init(&slot_empty[o], 1);
         mbar_fence_init();
     }
-    if (EPI == EPI_GELU_TABLE) gelu_table_fill(tab, threadIdx.x, THREADS);
+    if (EPI == MVL_EPI_GELU) gelu_table_fill(tab, threadIdx.x, THREADS);
     __syncthreads();
 
     if (wg == 0) {
@@ -159,7 +167,7 @@ __global__ void __launch_bounds__(THREADS, 1)
                         uint4 v[CHUNKS];
 #pragma unroll
                         for (int i = 0; i < CHUNKS; i++) v[i] = b4[32 * (i0 + i)];
-                        gelu_chunks<EPI>(v, tab);
+                        gelu_chunks(v, tab);
 #pragma unroll
                         for (int i = 0; i < CHUNKS; i++) b4[32 * (i0 + i)] = v[i];
                     }
@@ -183,14 +191,17 @@ __global__ void __launch_bounds__(THREADS, 1)
     float acc[128];
 #pragma unroll
     for (int i = 0; i < 128; i++) acc[i] = 0.f;
-    int s = 0, prev = 0, it = 0;
+    int s = 0, it = 0;
     uint32_t ph = 0;
-    const int r = 16 * (threadIdx.x % 128 / 32) + lane / 4; // row r (and r + 8) of the warpgroup tile
+    const int ct = threadIdx.x % 128, r = 16 * (ct / 32) + lane / 4; // row r (and r + 8) of the warpgroup tile
     for (int t = blockIdx.x; t < tiles; t += gridDim.x, it++) {
         const int m0 = t / n_tiles * BM + c * 64, n0 = t % n_tiles * TN;
         // a warpgroup tile wholly past m (the last row block of the fc1 at 64 tiles: 36928 = 288.5 * 128)
         // leaves the tensor cores to the other warpgroup
         const bool live = m0 < m;
+        uint32_t *bsm = bias_sm + (c * 2 + (it & 1)) * (TN / 2);
+        uint32_t bpair = 0; // this thread's bias pair of the tile, to shared memory after the first k block
+        if (bias) bpair = reinterpret_cast<const uint32_t *>(bias + n0)[ct];
 #pragma unroll 1
         for (int kb = 0; kb < kblocks; kb++) {
             mbar_wait(&full[s], ph);
@@ -203,15 +214,19 @@ __global__ void __launch_bounds__(THREADS, 1)
                     wgmma_m64n256k16_ss<0, 0>(acc, da + 2 * kk, db + 2 * kk, kb > 0 || kk > 0);
                 wgmma_commit();
             }
-            wgmma_wait<1>(); // the previous stage's MMAs are done: hand it back
-            if (kb > 0 && lane == 0) mbar_arrive(&empty[prev]);
-            prev = s;
+            // the stage goes back as soon as this warpgroup's MMAs on it are done: with 3 stages, keeping one
+            // in flight behind the next stage's MMAs would leave the producer a single stage of lead; the
+            // other warpgroup's MMAs keep the tensor cores busy meanwhile
+            wgmma_wait<0>();
+            if (lane == 0) mbar_arrive(&empty[s]);
+            if (kb == 0) bsm[ct] = bpair;
             if (++s == STAGES) s = 0, ph ^= 1;
         }
-        wgmma_wait<0>();
         wgmma_fence_regs(acc);
-        if (lane == 0) mbar_arrive(&empty[prev]);
         if (!live) continue;
+        // the warpgroup's bias pairs are in shared memory (the buffer of tile it - 2 was read before the
+        // barrier of tile it - 1)
+        consumer_bar(c);
         // Epilogue: acc + bias rounded to bf16 (the Linear's output; torch rounds it before the GELU) into the
         // 4 slots, 64 x 64 block q in slot q, in the 128-byte swizzle layout the TMA store reads (16-byte
         // chunk j of row r at chunk j ^ (r % 8): a warp's stores hit 32 distinct banks). Thread (w, l) holds
@@ -223,7 +238,7 @@ __global__ void __launch_bounds__(THREADS, 1)
 #pragma unroll
             for (int jj = 0; jj < 8; jj++) {
                 const int j = 8 * q + jj;
-                const float2 b = bias_pair(bias, n0 + 8 * j + 2 * (lane % 4));
+                const float2 b = bf16x2_f2(bsm[4 * j + lane % 4]);
                 const uint32_t off = r * 128 + ((jj ^ (r & 7)) << 4) + (lane % 4) * 4;
                 *reinterpret_cast<uint32_t *>(buf + off) = pack_bf16(acc[4 * j] + b.x, acc[4 * j + 1] + b.y);
                 *reinterpret_cast<uint32_t *>(buf + off + 8 * 128) =
@@ -262,9 +277,9 @@ mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf1
 }
 
 // The fused epilogue's GELU on n8 16-byte chunks, CHUNKS per thread and step, whole warps throughout.
-template <int EPI> __global__ void k_gelu_chunks(const uint4 *x, uint4 *y, int64_t n8) {
-    __shared__ uint16_t tab[EPI == EPI_GELU_TABLE ? 2 * TAB_HALF : 1];
-    if (EPI == EPI_GELU_TABLE) gelu_table_fill(tab, threadIdx.x, blockDim.x);
+__global__ void k_gelu_chunks(const uint4 *x, uint4 *y, int64_t n8) {
+    __shared__ uint16_t tab[2 * TAB_HALF];
+    gelu_table_fill(tab, threadIdx.x, blockDim.x);
     __syncthreads();
     const int64_t stride = CHUNKS * (int64_t)gridDim.x * blockDim.x;
     for (int64_t i0 = 0; i0 < n8; i0 += stride) {
@@ -272,7 +287,7 @@ template <int EPI> __global__ void k_gelu_chunks(const uint4 *x, uint4 *y, int64
         uint4 v[CHUNKS];
 #pragma unroll
         for (int j = 0; j < CHUNKS; j++) v[j] = i + j < n8 ? x[i + j] : make_uint4(0, 0, 0, 0);
-        gelu_chunks<EPI>(v, tab);
+        gelu_chunks(v, tab);
 #pragma unroll
         for (int j = 0; j < CHUNKS; j++)
             if (i + j < n8) y[i + j] = v[j];
@@ -294,25 +309,17 @@ mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_
     if (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y) % 16 || (uintptr_t)bias % 4)
         return mvl_fail(err, MVL_ERR_ARG, "%s:%d: mvl_cuda_linear_sm90 needs 16-byte aligned x, w, y", __FILE__,
                         __LINE__);
-    switch (epi) {
-    case MVL_EPI_NONE: return launch<MVL_EPI_NONE>(s, x, m, k, w, n, bias, y, err);
-    case EPI_GELU_TABLE: return launch<EPI_GELU_TABLE>(s, x, m, k, w, n, bias, y, err);
-    default: return launch<MVL_EPI_GELU>(s, x, m, k, w, n, bias, y, err);
-    }
+    return epi == MVL_EPI_GELU ? launch<MVL_EPI_GELU>(s, x, m, k, w, n, bias, y, err)
+                               : launch<MVL_EPI_NONE>(s, x, m, k, w, n, bias, y, err);
 }
 
-mvl_status mvl_cuda_sm90_gelu(cudaStream_t s, const bf16 *x, bf16 *y, int64_t n, int epi, mvl_error *err) {
+mvl_status mvl_cuda_sm90_gelu(cudaStream_t s, const bf16 *x, bf16 *y, int64_t n, mvl_error *err) {
     if (n < 0 || n % 8 || ((uintptr_t)x | (uintptr_t)y) % 16)
         return mvl_fail(err, MVL_ERR_ARG, "%s:%d: mvl_cuda_sm90_gelu takes 16-byte aligned chunks of 8 bf16", __FILE__,
                         __LINE__);
     if (n == 0) return MVL_OK;
-    const int grid = mvl_grid_for(n / 8 / CHUNKS, 256);
-    if (epi == EPI_GELU_TABLE)
-        k_gelu_chunks<EPI_GELU_TABLE><<<grid, 256, 0, s>>>(reinterpret_cast<const uint4 *>(x),
-                                                           reinterpret_cast<uint4 *>(y), n / 8);
-    else
-        k_gelu_chunks<MVL_EPI_GELU><<<grid, 256, 0, s>>>(reinterpret_cast<const uint4 *>(x),
-                                                         reinterpret_cast<uint4 *>(y), n / 8);
+    k_gelu_chunks<<<mvl_grid_for(n / 8 / CHUNKS, 256), 256, 0, s>>>(reinterpret_cast<const uint4 *>(x),
+                                                                     reinterpret_cast<uint4 *>(y), n / 8);
     LAUNCH_CHECK();
     return MVL_OK;
 }

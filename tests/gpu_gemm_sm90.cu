@@ -9,18 +9,22 @@
  *   before each launch, so an unwritten element fails.
  * - Bars: ours with GELU == ours without GELU followed by the GELU pass, bit for bit (the epilogue itself);
  *   ||ours - cuBLASLt(+ pass)|| / ||cuBLASLt|| <= 2e-3 (the same fp32 sums in another order, rounded once:
- *   most elements bit-identical, a few one bf16 ulp apart; the GELU stretches an input ulp on its negative
- *   tail, so the max ulp after the GELU is reported, not barred); ||ours - f64|| / ||f64|| <= 5e-3 on the
+ *   bit-identical on the H100 so far, but another cuBLASLt kernel may round a few elements one ulp apart, and
+ *   the GELU stretches an input ulp on its negative tail, so the max ulp is reported, not barred);
+ *   ||ours - f64|| / ||f64|| <= 5e-3 on the
  *   sampled rows (bf16 output rounding alone is ~1.6e-3 rms). A run with the bias left out of ours must
  *   miss the bars.
  * `test_gpu_gemm_sm90 bench [tiles]` times the fc1 shape at `tiles` x 577 rows (default 64) and the qkv
- * shape (N 3072): ours against cuBLASLt with bias, alone and followed by the GELU pass, and the pass alone.
+ * shape (N 3072): ours against cuBLASLt with bias, alone and followed by the GELU pass, and the pass alone,
+ * each row after a short rest (under sustained load the clocks drift down, which favoured the rows timed
+ * first).
  * Skipped (77) without a GPU or without sm_90a (wgmma). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <vector>
 
@@ -65,10 +69,6 @@ static void gelu_pass(bf16 *x, int64_t n) {
     CK(cudaGetLastError());
 }
 
-static const char *epi_name(int epi) {
-    return epi == MVL_EPI_NONE ? "none" : epi == MVL_EPI_GELU ? "gelu" : "gelu-tab";
-}
-
 static bool bf16_same(uint16_t a, uint16_t b) {
     const bool na = (a & 0x7fff) > 0x7f80, nb = (b & 0x7fff) > 0x7f80;
     return na || nb ? na && nb : a == b;
@@ -76,7 +76,7 @@ static bool bf16_same(uint16_t a, uint16_t b) {
 
 /* Every bf16 input through the fused epilogue's GELU against the pass; returns the mismatches (and those of
  * the tanh form, which must be many). */
-static int check_gelu_exhaustive(int epi) {
+static int check_gelu_exhaustive(void) {
     mvl_error err = {};
     const int n = 65536;
     std::vector<uint16_t> hx(n), ho(n), hr(n), ht(n);
@@ -90,7 +90,7 @@ static int check_gelu_exhaustive(int epi) {
     CK(cudaMemcpy(r, x, n * 2, cudaMemcpyDeviceToDevice));
     CK(cudaMemcpy(t, x, n * 2, cudaMemcpyDeviceToDevice));
     CK(cudaMemset(o, 0xff, n * 2));
-    MV(mvl_cuda_sm90_gelu(0, x, o, n, epi, &err));
+    MV(mvl_cuda_sm90_gelu(0, x, o, n, &err));
     gelu_pass(r, n);
     k_gelu_tanh<<<mvl_grid_for(n, 256), 256>>>(t, n);
     CK(cudaGetLastError());
@@ -106,8 +106,8 @@ static int check_gelu_exhaustive(int epi) {
         tanh_bad += !bf16_same(ht[i], hr[i]);
     }
     const bool ok = bad == 0 && tanh_bad > 0;
-    printf("%-4s GELU (%s) over all 65536 bf16 inputs: %d differ from the pass (tanh form, must differ: %d)\n",
-           ok ? "ok" : "FAIL", epi_name(epi), bad, tanh_bad);
+    printf("%-4s GELU over all 65536 bf16 inputs: %d differ from the pass (tanh form, must differ: %d)\n",
+           ok ? "ok" : "FAIL", bad, tanh_bad);
     cudaFree(x), cudaFree(o), cudaFree(r), cudaFree(t);
     return !ok;
 }
@@ -136,7 +136,7 @@ static void run_ref(mvl_cuda_gemm *g, const Bufs *b, bool bias, int epi) {
 
 static int bf16_ord(uint16_t u) { return (u & 0x8000) ? -(int)(u & 0x7fff) : (int)u; }
 
-/* One shape, every epilogue: returns how many of the 3 missed a bar. The references add the bias when `bias`;
+/* One shape, both epilogues: returns how many of the 2 missed a bar. The references add the bias when `bias`;
  * ours gets it only when also `bias_ours` (false: a broken run the bars must catch). */
 static int check(mvl_cuda_gemm *g, int64_t m, int64_t n, int64_t k, bool bias, bool bias_ours, float wscale,
                  uint32_t seed) {
@@ -162,7 +162,7 @@ static int check(mvl_cuda_gemm *g, int64_t m, int64_t n, int64_t k, bool bias, b
             acc[ri * n + j] = s;
         }
     int fails = 0;
-    for (int epi : {(int)MVL_EPI_NONE, (int)MVL_EPI_GELU, (int)MVL_EPI_GELU_TABLE_DEV}) {
+    for (int epi : {(int)MVL_EPI_NONE, (int)MVL_EPI_GELU}) {
         run_ref(g, &b, bias, epi);
         CK(cudaMemcpy(hr.data(), b.ref, m * n * 2, cudaMemcpyDeviceToHost));
         CK(cudaMemset(b.y, 0xff, m * n * 2)); /* NaN */
@@ -204,10 +204,10 @@ static int check(mvl_cuda_gemm *g, int64_t m, int64_t n, int64_t k, bool bias, b
             }
         const double rel = sqrt(e2 / r2), frel = sqrt(f_e2 / f_r2), crel = sqrt(c_e2 / f_r2);
         const bool ok = nan == 0 && epi_ne == 0 && rel <= CUBLAS_BAR && frel <= F64_BAR;
-        printf("%-4s M %6lld N %5lld K %5lld %-7s %-8s: vs cuBLASLt%s rel %.2e, max %lld ulp, %.4f%% differ; "
+        printf("%-4s M %6lld N %5lld K %5lld %-7s %-4s: vs cuBLASLt%s rel %.2e, max %lld ulp, %.4f%% differ; "
                "vs f64 rel %.2e (cuBLASLt %.2e); unwritten %lld",
                ok ? "ok" : "FAIL", (long long)m, (long long)n, (long long)k, bias ? "bias" : "no-bias",
-               epi_name(epi), epi != MVL_EPI_NONE ? " + pass" : "", rel, (long long)ulp_max,
+               epi == MVL_EPI_GELU ? "gelu" : "none", epi == MVL_EPI_GELU ? " + pass" : "", rel, (long long)ulp_max,
                100.0 * ulp_ne / (double)(m * n), frel, crel, (long long)nan);
         if (epi != MVL_EPI_NONE) printf("; vs ours + pass: %lld differ", (long long)epi_ne);
         printf("\n");
@@ -240,6 +240,7 @@ struct BenchCtx {
     Bufs *b;
     int epi;
 };
+
 static void bench_ours(void *p) {
     BenchCtx *c = (BenchCtx *)p;
     mvl_error err = {};
@@ -278,14 +279,13 @@ static void bench_shape(mvl_cuda_gemm *g, const char *what, int64_t m, int64_t n
                 {"GELU pass alone", bench_pass, MVL_EPI_NONE, true},
                 {"cuBLASLt bias + GELU pass", bench_cublas, MVL_EPI_GELU, true},
                 {"sm90 bias + GELU fused", bench_ours, MVL_EPI_GELU, true},
-                {"sm90 bias + GELU fused tab", bench_ours, MVL_EPI_GELU_TABLE_DEV, true},
                 {"cuBLASLt bias + GELU pass", bench_cublas, MVL_EPI_GELU, true},
                 {"sm90 bias + GELU fused", bench_ours, MVL_EPI_GELU, true},
-                {"sm90 bias + GELU fused tab", bench_ours, MVL_EPI_GELU_TABLE_DEV, true},
                 {"cuBLASLt bias", bench_cublas, MVL_EPI_NONE, false},
                 {"sm90 bias", bench_ours, MVL_EPI_NONE, false}};
     for (auto &r : rows) {
         if (r.gelu && !gelu) continue;
+        usleep(300000); /* the clocks drift down under sustained load: each row starts from a short rest */
         BenchCtx c = {g, &b, r.epi};
         const double ms = time_ms(15, e0, e1, r.fn, &c);
         if (r.fn == bench_pass)
@@ -328,7 +328,7 @@ int main(int argc, char **argv) {
         bench_shape(&g, what, (int64_t)tiles * 577, 3072, 1024, false);
         rc = 0;
     } else {
-        int fails = check_gelu_exhaustive(MVL_EPI_GELU) + check_gelu_exhaustive(MVL_EPI_GELU_TABLE_DEV);
+        int fails = check_gelu_exhaustive();
         fails += check(&g, 577, 4096, 1024, true, true, 1, 101);
         fails += check(&g, 10963, 4096, 1024, true, true, 1, 202);
         fails += check(&g, 36928, 4096, 1024, true, true, 1, 707);
@@ -338,7 +338,7 @@ int main(int argc, char **argv) {
         fails += check(&g, 700, 1024, 256, true, true, 40, 606);
         printf("expected to fail (bias left out of ours):\n");
         const int caught = check(&g, 577, 512, 256, true, false, 1, 505);
-        if (caught != 3) printf("FAIL: the bars caught %d of 3 broken runs\n", caught), fails++;
+        if (caught != 2) printf("FAIL: the bars caught %d of 2 broken runs\n", caught), fails++;
         printf("%s\n", fails ? "FAILED" : "all passed");
         rc = fails ? 1 : 0;
     }
