@@ -3,9 +3,7 @@
 // h and query i, with qkv [tiles*ntok, 3*heads*64] bf16 laid out (q | k | v),
 // each part head-major, and out [tiles*ntok, heads*64] bf16. fp32 scores,
 // softmax and accumulators; the probabilities are rounded to bf16 before the
-// P.V product, as FlashAttention does, except in the rows that the resident
-// Hopper kernels compute on CUDA cores (a last query block of one row: 577 =
-// 9 x 64 + 1), where they stay fp32. C++ (CUDA) only.
+// P.V product, as FlashAttention does. C++ (CUDA) only.
 #ifndef MVL_CUDA_VIT_ATTN_H
 #define MVL_CUDA_VIT_ATTN_H
 

@@ -24,9 +24,9 @@
 // past ntok are not stored. In the resident kernel a last query block of at
 // most AT_CORE_ROWS real rows gets no 64-row wgmma pass (at 577 tokens that
 // pass would hold one real row and make one warpgroup run 4 passes while the
-// others run 3): one warpgroup per unit, in turn, computes those rows on CUDA
-// cores from the resident K/V (at_core_rows). Bidirectional: no other mask
-// (vision.md §1.2 step 5).
+// others run 3): one warpgroup per unit, in turn, computes those rows as one
+// 16-row mma.sync tile from the resident K/V (at_core_rows). Bidirectional:
+// no other mask (vision.md §1.2 step 5).
 #include <math.h>
 #include <stdlib.h>
 
@@ -39,11 +39,9 @@
 namespace {
 
 constexpr int AT_D = 64, AT_BN = 64, AT_NST = 4, AT_RES_NKB = 10;
-// Resident kernel: a last query block of at most AT_CORE_ROWS real rows runs
-// on CUDA cores (at_core_rows), whose threads hold up to AT_CORE_KPT keys.
-// One row: on the H100 at 64 tiles each row cost ~0.025 ms per call, 2 rows
-// as much as the wgmma pass they replace.
-constexpr int AT_CORE_ROWS = 1, AT_CORE_KPT = AT_RES_NKB * AT_BN / 128;
+// Resident kernel: a last query block of at most AT_CORE_ROWS real rows (one
+// mma.sync m-tile) runs on the warp-level tensor-core path (at_core_rows).
+constexpr int AT_CORE_ROWS = 16;
 constexpr int AT_TILE = 64 * AT_D * 2; // bytes of one 64-row bf16 tile (8 KB), 1024-byte aligned
 
 // Launch shape: NWG consumer warpgroups and the producer warpgroup; the
@@ -251,9 +249,9 @@ __device__ __forceinline__ int at_core_nrows(int ntok) {
 
 // Scratch of one warpgroup in at_core_rows.
 struct AtCoreScratch {
-    alignas(16) bf16 q[AT_CORE_ROWS][AT_D]; // the q rows (at_core_q_fetch)
-    float mx[4], sum[4];                    // per warp: the row maximum over its keys, then its partial row sum
-    float o[4][AT_D];                       // per warp: its partial P.V
+    alignas(16) bf16 q[AT_CORE_ROWS][AT_D];          // the q rows (at_core_q_fetch)
+    float m[4][AT_CORE_ROWS], l[4][AT_CORE_ROWS]; // per warp and row: running maximum (times the scale), row sum
+    float o[4][AT_D];                                // per warp: its partial P.V of one row, rescaled
 };
 
 // Starts copying the nr q rows q0.. of (tile, h) into scr.q (cp.async, one
@@ -271,107 +269,110 @@ __device__ __forceinline__ void at_core_q_fetch(const bf16 *qkv, int64_t tile, i
 // Barrier of consumer warpgroup wg's 128 threads alone (id 0 is __syncthreads).
 __device__ __forceinline__ void at_wg_sync(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); }
 
-// The nr (<= AT_CORE_ROWS) query rows q0.. of (tile, h), computed on CUDA
-// cores by one consumer warpgroup, one row at a time, from the unit's
-// resident K/V (sK, sV: nkb contiguous 64-row tiles, so key j's row sits j *
-// 128 bytes in, every block landed; 128-byte swizzle: 16-byte chunk c of row
-// j at chunk c ^ (j % 8)) and the q rows of at_core_q_fetch (this warpgroup's
-// last cp.async group). fp32 scores, an exact two-pass softmax (maximum, then
-// exponentials) and fp32 accumulation as in the wgmma passes, but P stays
-// fp32 (not rounded to bf16). Thread i of the warpgroup scores the keys i +
-// 128 k; in P.V its warp walks the same keys, P passed along by shuffle, each
-// lane accumulating 2 of the 64 output columns; the 4 warps' partial sums are
-// then added in `scr`. Compact code on purpose (rows and key groups not
-// unrolled): it runs once per unit and must not crowd the passes' code out of
-// the instruction cache. The thread index is read through a volatile asm so
-// that nothing derived from it is hoisted out of the unit loop, where it would
-// hold registers across the wgmma passes (spilling at their 128-register
-// cap).
+// Address of the 16-byte chunk c of key row j in the resident K or V tiles
+// (consecutive 64-row tiles, so row j sits j * 128 bytes in; 128-byte
+// swizzle: chunk c of row j at chunk c ^ (j % 8)).
+__device__ __forceinline__ const uint8_t *at_swz(const uint8_t *base, int j, int c) {
+    return base + j * 128 + ((c ^ (j & 7)) << 4);
+}
+
+// The nr (<= AT_CORE_ROWS = 16) query rows q0.. of (tile, h), computed by one
+// consumer warpgroup with warp-level mma.sync (m16n8k16) from the unit's
+// resident K/V (every block landed) and the q rows of at_core_q_fetch (this
+// warpgroup's last cp.async group): the rows are one 16-row m-tile (rows past
+// nr repeat row nr - 1), warp w takes the key tiles w, w + 4, ... with the
+// online softmax of the wgmma passes (at_softmax: fp32 scores, P rounded to
+// bf16, fp32 accumulation), and the 4 warps' results are merged through
+// `scr`. Compact code on purpose (key tiles not unrolled): it runs once per
+// unit and must not crowd the passes' code out of the instruction cache. The
+// thread index is read through a volatile asm so that nothing derived from it
+// is hoisted out of the unit loop, where it would hold registers across the
+// wgmma passes (spilling at their 128-register cap).
 __device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8_t *sK, const uint8_t *sV,
                                              int64_t tile, int h, int q0, int nr, int ntok, int heads,
                                              float scale_log2, int wg, AtCoreScratch &scr) {
     uint32_t tx;
     asm volatile("mov.u32 %0, %%tid.x;" : "=r"(tx));
-    const int lane = tx & 31, w = (tx >> 5) & 3, tid = 32 * w + lane, sw = tid & 7; // sw: key % 8 of its keys
-    const uint8_t *kr[AT_CORE_KPT]; // key tid + 128 k (past ntok: key ntok - 1, masked)
+    const int lane = tx & 31, w = (tx >> 5) & 3, g = lane >> 2, t4 = lane & 3;
+    const int nkb = (ntok + AT_BN - 1) / AT_BN, tail = ntok - (nkb - 1) * AT_BN;
+    float o[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}; // rows g and g + 8, as in at_pass
 #pragma unroll
-    for (int k = 0; k < AT_CORE_KPT; k++) kr[k] = sK + min(tid + 128 * k, ntok - 1) * 128;
-    uint32_t voff[8]; // byte offset of this lane's 2 columns in key row 8 m + i, from row 8 m
-#pragma unroll
-    for (int i = 0; i < 8; i++) voff[i] = i * 128 + ((((lane >> 2) ^ i) << 4) | ((lane & 3) * 4));
-    const int64_t ldo = (int64_t)heads * AT_D;
+    for (int i = 0; i < 32; i++) o[i] = 0.f;
     cp_async_wait<0>();
     at_wg_sync(wg); // every thread's q chunk has landed
+    const bf16 *qa = &scr.q[min(lane & 15, nr - 1)][8 * (lane >> 4)]; // this lane's ldmatrix row of the A fragments
+#pragma unroll 1
+    for (int b = w; b < nkb; b += 4) {
+        const uint8_t *tk = sK + b * AT_TILE, *tv = sV + b * AT_TILE;
+        float s[32]; // S of the tile's 64 keys: n-tile j = keys 8j..8j+7
+#pragma unroll
+        for (int half = 0; half < 2; half++) { // k-steps 2 half and 2 half + 1 (dimensions 32 half..)
+            uint32_t a[2][4];
+#pragma unroll
+            for (int kk = 0; kk < 2; kk++) ldsm_x4(a[kk][0], a[kk][1], a[kk][2], a[kk][3], qa + 16 * (2 * half + kk));
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4(b0, b1, b2, b3, at_swz(tk, 8 * j + (lane & 7), 4 * half + (lane >> 3)));
+                if (half == 0) mma_bf16_zero(&s[4 * j], a[0][0], a[0][1], a[0][2], a[0][3], b0, b1);
+                else mma_bf16(&s[4 * j], a[0][0], a[0][1], a[0][2], a[0][3], b0, b1);
+                mma_bf16(&s[4 * j], a[1][0], a[1][1], a[1][2], a[1][3], b2, b3);
+            }
+        }
+        uint32_t pa[4][4];
+        float a0, a1;
+        if (b == nkb - 1) at_softmax<8, true>(s, tail, t4, scale_log2, m, l, pa, a0, a1);
+        else at_softmax<8, false>(s, AT_BN, t4, scale_log2, m, l, pa, a0, a1);
+#pragma unroll
+        for (int j = 0; j < 8; j++) o[4 * j] *= a0, o[4 * j + 1] *= a0, o[4 * j + 2] *= a1, o[4 * j + 3] *= a1;
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) // O += P V, k-step kk = keys 16kk.. (zero-filled past ntok, P = 0)
+#pragma unroll
+            for (int dj = 0; dj < 8; dj += 2) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4_t(b0, b1, b2, b3, at_swz(tv, 16 * kk + (lane & 15), dj + (lane >> 4)));
+                mma_bf16(&o[4 * dj], pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3], b0, b1);
+                mma_bf16(&o[4 * dj + 4], pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3], b2, b3);
+            }
+    }
+    // Merge: warp w's rows scale by 2^(m_w - max over warps); a warp without
+    // key tiles has m = -inf, l = 0 (factor 0); warp 0 has key 0, so the
+    // maximum is finite.
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+    }
+    if (t4 == 0) scr.m[w][g] = m[0], scr.m[w][g + 8] = m[1], scr.l[w][g] = l[0], scr.l[w][g + 8] = l[1];
+    at_wg_sync(wg);
+    float f[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const int r = g + 8 * i;
+        f[i] = ex2_ftz(m[i] - fmaxf(fmaxf(scr.m[0][r], scr.m[1][r]), fmaxf(scr.m[2][r], scr.m[3][r])));
+    }
+    const int64_t ldo = (int64_t)heads * AT_D;
 #pragma unroll 1
     for (int r = 0; r < nr; r++) {
-        float q[AT_D], s[AT_CORE_KPT];
+        if ((r & 7) == g) { // this lane holds 2 columns of row r in each n-tile (selects: o stays in registers)
+            const bool hi = r >= 8;
+            const float fr = hi ? f[1] : f[0];
 #pragma unroll
-        for (int c = 0; c < 8; c++) { // one address for the whole warp: a broadcast
-            const uint4 v = *reinterpret_cast<const uint4 *>(&scr.q[r][8 * c]);
-            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                q[8 * c + 2 * i] = __uint_as_float(u[i] << 16), q[8 * c + 2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+            for (int j = 0; j < 8; j++)
+                *reinterpret_cast<float2 *>(&scr.o[w][8 * j + 2 * t4]) =
+                    make_float2((hi ? o[4 * j + 2] : o[4 * j]) * fr, (hi ? o[4 * j + 3] : o[4 * j + 1]) * fr);
         }
-        float x = -INFINITY;
-#pragma unroll
-        for (int k = 0; k < AT_CORE_KPT; k++) {
-            float acc = 0.f;
-#pragma unroll
-            for (int c = 0; c < 8; c++) {
-                const uint4 v = *reinterpret_cast<const uint4 *>(kr[k] + ((c ^ sw) << 4));
-                const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    acc = fmaf(q[8 * c + 2 * i], __uint_as_float(u[i] << 16), acc);
-                    acc = fmaf(q[8 * c + 2 * i + 1], __uint_as_float(u[i] & 0xffff0000u), acc);
-                }
-            }
-            s[k] = tid + 128 * k < ntok ? acc : -INFINITY;
-            x = fmaxf(x, s[k]);
-        }
-#pragma unroll
-        for (int sh = 16; sh > 0; sh >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, sh));
-        if (lane == 0) scr.mx[w] = x;
         at_wg_sync(wg);
-        // key 0 is real: the maximum is finite, and masked keys get P = 0
-        const float mr = fmaxf(fmaxf(scr.mx[0], scr.mx[1]), fmaxf(scr.mx[2], scr.mx[3])) * scale_log2;
-        float l = 0.f;
-#pragma unroll
-        for (int k = 0; k < AT_CORE_KPT; k++) s[k] = ex2_ftz(fmaf(s[k], scale_log2, -mr)), l += s[k];
-#pragma unroll
-        for (int sh = 16; sh > 0; sh >>= 1) l += __shfl_xor_sync(0xffffffffu, l, sh);
-        if (lane == 0) scr.sum[w] = l;
-        // P.V over keys 32 w + 128 k + 8 m + i, 8 at a time: every group that
-        // starts below ntok lies in a landed tile (zero-filled past ntok, P = 0)
-        float o[2][2] = {};
-#pragma unroll 1
-        for (int k = 0; k < AT_CORE_KPT; k++) {
-            float sk = s[0];
-#pragma unroll
-            for (int kk = 1; kk < AT_CORE_KPT; kk++) sk = k == kk ? s[kk] : sk;
-#pragma unroll 1
-            for (int j = 32 * w + 128 * k; j < min(ntok, 32 * w + 128 * k + 32); j += 8) {
-                const uint8_t *vr = sV + j * 128;
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    const uint32_t v = *reinterpret_cast<const uint32_t *>(vr + voff[i]);
-                    const float p = __shfl_sync(0xffffffffu, sk, (j & 31) + i);
-                    o[i & 1][0] = fmaf(p, __uint_as_float(v << 16), o[i & 1][0]);
-                    o[i & 1][1] = fmaf(p, __uint_as_float(v & 0xffff0000u), o[i & 1][1]);
-                }
-            }
-        }
-        *reinterpret_cast<float2 *>(&scr.o[w][2 * lane]) = make_float2(o[0][0] + o[1][0], o[0][1] + o[1][1]);
-        at_wg_sync(wg); // also orders the row sums
         if (w == 0) {
+            const float mr = fmaxf(fmaxf(scr.m[0][r], scr.m[1][r]), fmaxf(scr.m[2][r], scr.m[3][r]));
             float a0 = 0.f, a1 = 0.f, ls = 0.f;
 #pragma unroll
-            for (int i = 0; i < 4; i++) a0 += scr.o[i][2 * lane], a1 += scr.o[i][2 * lane + 1], ls += scr.sum[i];
+            for (int i = 0; i < 4; i++)
+                a0 += scr.o[i][2 * lane], a1 += scr.o[i][2 * lane + 1], ls += scr.l[i][r] * ex2_ftz(scr.m[i][r] - mr);
             *reinterpret_cast<__nv_bfloat162 *>(out + (tile * ntok + q0 + r) * ldo + h * AT_D + 2 * lane) =
                 __floats2bfloat162_rn(a0 / ls, a1 / ls);
         }
-        at_wg_sync(wg); // scr is rewritten by the next row
+        at_wg_sync(wg); // scr.o is rewritten for the next row
     }
 }
 
