@@ -508,6 +508,7 @@ struct mvl_cuda_vit {
     int64_t packed_cap;
     int last_n = 0;
     bool attn_sm90 = false; // head size 64 on the Hopper attention kernel (cuda_vit_attn_sm90.cu)
+    bool gemm_sm90 = false; // fc1 and linear_1 with the GELU fused, where the shape allows (cuda_gemm_sm90.cu)
     // profiling: one event after each stage of a forward while prof_on
     bool prof_on = false;
     std::vector<cudaEvent_t> prof_ev;
@@ -654,6 +655,7 @@ static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *
     int wgmma = 0;
     TRY(mvl_cuda_has_wgmma(0, &wgmma, err));
     v->attn_sm90 = wgmma && v->cfg.hidden_size == FA_D * v->cfg.num_heads;
+    v->gemm_sm90 = wgmma;
 
     const int64_t V = v->cfg.hidden_size, I = v->cfg.intermediate_size, D = v->dim_out, P = v->cfg.patch_size;
     const int64_t S = v->cfg.image_size, G2 = (int64_t)v->grid * v->grid, NT = v->max_tiles;
@@ -719,6 +721,24 @@ static mvl_status mark(mvl_cuda_vit *v, int stage, mvl_error *err) {
     return MVL_OK;
 }
 
+// y = GELU(x . w^T + bias) with the Linear's output rounded to bf16 first:
+// one kernel where the sm_90a GEMM takes the shape (the same bits as
+// cuBLASLt + k_gelu8: test_gpu_gemm_sm90), else those two. Profiled as
+// ST_FC1 then ST_GELU.
+static mvl_status linear_gelu(mvl_cuda_vit *v, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
+                              const bf16 *bias, bf16 *y, mvl_error *err) {
+    if (v->gemm_sm90 && mvl_cuda_linear_sm90_ok(m, k, n)) {
+        TRY(mvl_cuda_linear_sm90(v->stream, x, m, k, w, n, bias, y, MVL_EPI_GELU, err));
+        return mark(v, ST_FC1, err);
+    }
+    TRY(linear(v, x, m, k, w, n, bias, y, 0, 0, err));
+    TRY(mark(v, ST_FC1, err));
+    if ((m * n) % 8 == 0) k_gelu8<<<mvl_grid_for(m * n / 8, 256), 256, 0, v->stream>>>(y, m * n / 8);
+    else k_gelu1<<<mvl_grid_for(m * n, 256), 256, 0, v->stream>>>(y, m * n);
+    LAUNCH_CHECK();
+    return mark(v, ST_GELU, err);
+}
+
 static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
     if (n < 1 || n > v->max_tiles)
         return mvl_fail(err, MVL_ERR_ARG, "CUDA vision: %d tiles requested, the arena holds 1..%d", n, v->max_tiles);
@@ -760,14 +780,8 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
         k_layernorm<<<ln_blocks, 32 * rows_per_block, 0, s>>>(v->resid, L.ln2_w, L.ln2_b, v->eps, (int)V, T, v->xn);
         LAUNCH_CHECK();
         TRY(mark(v, ST_LN, err));
-        // fc1, then the exact GELU as its own pass: fused into our own wgmma
-        // GEMM's epilogue it measured slower (BENCHMARKS.md, issue 7, session 4)
-        TRY(linear(v, v->xn, T, V, L.fc1_w, I, L.fc1_b, v->h1, 0, 0, err));
-        TRY(mark(v, ST_FC1, err));
-        if ((T * I) % 8 == 0) k_gelu8<<<mvl_grid_for(T * I / 8, 256), 256, 0, s>>>(v->h1, T * I / 8);
-        else k_gelu1<<<mvl_grid_for(T * I, 256), 256, 0, s>>>(v->h1, T * I);
-        LAUNCH_CHECK();
-        TRY(mark(v, ST_GELU, err));
+        // fc1 + the exact GELU (vision.md §1.2): fused on Hopper, else a pass
+        TRY(linear_gelu(v, v->xn, T, V, L.fc1_w, I, L.fc1_b, v->h1, err));
         // fc2 + bias + residual, then the next layer's layer_norm1
         TRY(linear(v, v->h1, T, I, L.fc2_w, V, L.fc2_b, v->resid, 0, 1, err));
         TRY(mark(v, ST_FC2, err));
@@ -879,9 +893,7 @@ extern "C" mvl_status mvl_cuda_vit_encode(mvl_cuda_vit *v, const uint8_t *tiles,
     k_select<<<mvl_grid_for(M * V / 8, 256), 256, 0, v->stream>>>(v->resid, v->n_tok, (int)V, M * V / 8, v->xn);
     LAUNCH_CHECK();
     // Projector (§2): token-wise on every tile, thumbnail included, before packing.
-    TRY(linear(v, v->xn, M, V, v->p1_w, D, v->p1_b, v->proj1, 0, 0, err));
-    k_gelu8<<<mvl_grid_for(M * D / 8, 256), 256, 0, v->stream>>>(v->proj1, M * D / 8);
-    LAUNCH_CHECK();
+    TRY(linear_gelu(v, v->xn, M, V, v->p1_w, D, v->p1_b, v->proj1, err));
     TRY(linear(v, v->proj1, M, D, v->p2_w, D, v->p2_b, v->proj2, 0, 0, err));
     int64_t off = 0;
     int first = 0;
