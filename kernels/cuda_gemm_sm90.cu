@@ -1,5 +1,6 @@
 // Hopper GEMM for the ViT's Linear layers (mvl_cuda_linear_sm90): y = epi(x . w^T + bias), bf16 in and
-// out, fp32 accumulation, the exact erf GELU fused (issue 7's fc1 and the projector's linear_1).
+// out, fp32 accumulation, the exact erf GELU fused (issue 7's fc1 and the projector's linear_1), or the
+// residual added in place (y += Linear(x): out_proj and fc2, the two roundings of `residual + h`).
 // Roles of the 384 threads (one CTA per SM, persistent over a static tile list, n fastest, so the CTAs in
 // flight share a few row blocks of x and all of w in L2):
 // - warp 0, one thread: TMA loads of 64-wide K slices of x and w into 3 shared-memory stages (128-byte
@@ -8,7 +9,7 @@
 //   64c.., one m64n256 wgmma per k16); after a tile's main loop each thread writes acc + bias, rounded to
 //   bf16, into 4 staging slots (its warpgroup's 64 x 256 tile as 64 x 64 blocks) and starts the next tile;
 // - warps 1..3 (out warps): during the next main loop, each takes whole staged blocks, applies the GELU in
-//   place and TMA-stores them.
+//   place (or adds the block of y it loaded from global memory before the wait) and TMA-stores them.
 // The GELU comes from a shared-memory table of its bf16 results (built with the same arithmetic, so the
 // same bits; erff for inputs outside 2^-20 <= |x| < 16). Measured on an H100 at the fc1 shape for 64 tiles
 // (M 36928, N 4096, K 1024; tests/gpu_gemm_sm90.cu bench), ms per call, cuBLASLt + the GELU pass 0.64-0.68:
@@ -96,6 +97,12 @@ __device__ __forceinline__ void gelu_chunks(uint4 (&v)[CHUNKS], const uint16_t *
 __device__ __forceinline__ float2 bf16x2_f2(uint32_t v) {
     return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xFFFF0000u));
 }
+// bf16(h + r) per element, in fp32 on the bf16 values: the reference's `residual + hidden_states` on the
+// Linear's output already rounded to bf16.
+__device__ __forceinline__ uint32_t add_pair(uint32_t h, uint32_t r) {
+    const float2 a = bf16x2_f2(h), b = bf16x2_f2(r);
+    return pack_bf16(a.x + b.x, a.y + b.y);
+}
 // Barrier 2 + c (0 is __syncthreads') over consumer warpgroup c.
 __device__ __forceinline__ void consumer_bar(int c) { asm volatile("bar.sync %0, 128;\n" ::"r"(2 + c) : "memory"); }
 
@@ -104,7 +111,8 @@ __device__ __forceinline__ void consumer_bar(int c) { asm volatile("bar.sync %0,
 template <int EPI>
 __global__ void __launch_bounds__(THREADS, 1)
     k_gemm_sm90(const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tw,
-                const __grid_constant__ CUtensorMap ty, const bf16 *__restrict__ bias, int m, int n, int k) {
+                const __grid_constant__ CUtensorMap ty, const bf16 *__restrict__ bias,
+                const bf16 *resid, int m, int n, int k) {
     extern __shared__ uint8_t smem_raw[];
     // Swizzled tiles need 1024-byte-aligned atoms.
     uint8_t *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
@@ -146,8 +154,8 @@ __global__ void __launch_bounds__(THREADS, 1)
             }
             return;
         }
-        // out warps: the 8 blocks of each tile round-robin; each applies the GELU to a whole block, then one
-        // lane TMA-stores it and hands the slot back once the store has read it
+        // out warps: the 8 blocks of each tile round-robin; each applies the epilogue to a whole block, then
+        // one lane TMA-stores it and hands the slot back once the store has read it
         const int ow = warp - 1;
         int it = 0;
         for (int t = blockIdx.x; t < tiles; t += gridDim.x, it++) {
@@ -158,8 +166,32 @@ __global__ void __launch_bounds__(THREADS, 1)
                 // parities below stay right
                 if ((it * 2 * SLOTS + b) % OUT_WARPS != ow || m0 + 64 * c >= m) continue;
                 uint8_t *buf = out_slots + o * OUT_SLOT;
+                // RESID: the block of y, in flight during the wait (y is read here and written only by this
+                // block's store below). Lane l takes the 16-byte chunks 32 i + l: row 4 i + l / 8, column
+                // chunk l % 8, so a warp loads 4 whole 128-byte rows at a time; rows past m stay unread.
+                constexpr int RES_CHUNKS = EPI == MVL_EPI_RESID ? OUT_SLOT / 16 / 32 : 1;
+                uint4 res[RES_CHUNKS];
+                if (EPI == MVL_EPI_RESID) {
+                    const int row = m0 + 64 * c + lane / 8;
+                    const bf16 *src = resid + (int64_t)row * n + n0 + 64 * q + 8 * (lane % 8);
+#pragma unroll
+                    for (int i = 0; i < RES_CHUNKS; i++)
+                        res[i] = row + 4 * i < m ? *reinterpret_cast<const uint4 *>(src + (int64_t)4 * i * n)
+                                                 : make_uint4(0, 0, 0, 0);
+                }
                 mbar_wait(&slot_full[o], it & 1);
-                if (EPI != MVL_EPI_NONE) {
+                if (EPI == MVL_EPI_RESID) {
+                    // the same chunks in the slot's swizzled layout (chunk j of row r at j ^ (r % 8))
+#pragma unroll
+                    for (int i = 0; i < RES_CHUNKS; i++) {
+                        const int r = 4 * i + lane / 8;
+                        uint4 *p = reinterpret_cast<uint4 *>(buf + r * 128 + (((lane % 8) ^ (r & 7)) << 4));
+                        const uint4 h = *p;
+                        *p = make_uint4(add_pair(h.x, res[i].x), add_pair(h.y, res[i].y), add_pair(h.z, res[i].z),
+                                        add_pair(h.w, res[i].w));
+                    }
+                    fence_proxy_async();
+                } else if (EPI == MVL_EPI_GELU) {
                     // elementwise, so the staging layout does not matter: CHUNKS 16-byte chunks per lane and step
                     uint4 *b4 = reinterpret_cast<uint4 *>(buf) + lane;
 #pragma unroll 1
@@ -270,8 +302,8 @@ mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf1
         CUDA_CHECK(cudaFuncSetAttribute(k_gemm_sm90<EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
     }
     const int64_t tiles = (m + BM - 1) / BM * (n / TN);
-    k_gemm_sm90<EPI><<<(unsigned)std::min<int64_t>(tiles, sms), THREADS, SMEM, s>>>(tx, tw, ty, bias, (int)m, (int)n,
-                                                                                   (int)k);
+    k_gemm_sm90<EPI><<<(unsigned)std::min<int64_t>(tiles, sms), THREADS, SMEM, s>>>(tx, tw, ty, bias, y, (int)m,
+                                                                                   (int)n, (int)k);
     LAUNCH_CHECK();
     return MVL_OK;
 }
@@ -309,8 +341,12 @@ mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_
     if (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y) % 16 || (uintptr_t)bias % 4)
         return mvl_fail(err, MVL_ERR_ARG, "%s:%d: mvl_cuda_linear_sm90 needs 16-byte aligned x, w, y", __FILE__,
                         __LINE__);
-    return epi == MVL_EPI_GELU ? launch<MVL_EPI_GELU>(s, x, m, k, w, n, bias, y, err)
-                               : launch<MVL_EPI_NONE>(s, x, m, k, w, n, bias, y, err);
+    switch (epi) {
+    case MVL_EPI_NONE: return launch<MVL_EPI_NONE>(s, x, m, k, w, n, bias, y, err);
+    case MVL_EPI_GELU: return launch<MVL_EPI_GELU>(s, x, m, k, w, n, bias, y, err);
+    case MVL_EPI_RESID: return launch<MVL_EPI_RESID>(s, x, m, k, w, n, bias, y, err);
+    }
+    return mvl_fail(err, MVL_ERR_ARG, "%s:%d: mvl_cuda_linear_sm90: no epilogue %d", __FILE__, __LINE__, epi);
 }
 
 mvl_status mvl_cuda_sm90_gelu(cudaStream_t s, const bf16 *x, bf16 *y, int64_t n, mvl_error *err) {
