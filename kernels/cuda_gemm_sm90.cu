@@ -103,6 +103,16 @@ __device__ __forceinline__ uint32_t add_pair(uint32_t h, uint32_t r) {
     const float2 a = bf16x2_f2(h), b = bf16x2_f2(r);
     return pack_bf16(a.x + b.x, a.y + b.y);
 }
+// RESID: the residual (y's) block q of consumer warpgroup c in tile t, TMA-loaded into its staging slot
+// `buf` (the layout the store reads back), completing the slot's `empty` phase; nothing past the CTA's
+// last tile or for a warpgroup tile wholly past m (the consumers skip those). Rows past m arrive zero.
+__device__ __forceinline__ void resid_load(const CUtensorMap *ty, uint8_t *buf, uint64_t *empty, int t, int tiles,
+                                           int n_tiles, int c, int q, int m) {
+    const int m0 = t / n_tiles * BM + 64 * c;
+    if (t >= tiles || m0 >= m) return;
+    mbar_arrive_expect_tx(empty, OUT_SLOT);
+    tma_load_2d(buf, ty, empty, t % n_tiles * TN + 64 * q, m0);
+}
 // Barrier 2 + c (0 is __syncthreads') over consumer warpgroup c.
 __device__ __forceinline__ void consumer_bar(int c) { asm volatile("bar.sync %0, 128;\n" ::"r"(2 + c) : "memory"); }
 
@@ -111,8 +121,7 @@ __device__ __forceinline__ void consumer_bar(int c) { asm volatile("bar.sync %0,
 template <int EPI>
 __global__ void __launch_bounds__(THREADS, 1)
     k_gemm_sm90(const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tw,
-                const __grid_constant__ CUtensorMap ty, const bf16 *__restrict__ bias,
-                const bf16 *resid, int m, int n, int k) {
+                const __grid_constant__ CUtensorMap ty, const bf16 *__restrict__ bias, int m, int n, int k) {
     extern __shared__ uint8_t smem_raw[];
     // Swizzled tiles need 1024-byte-aligned atoms.
     uint8_t *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
@@ -138,7 +147,12 @@ __global__ void __launch_bounds__(THREADS, 1)
     if (wg == 0) {
         if (warp == 0) {
             if (lane != 0) return;
-            // one thread issues every TMA load, stages in order over the CTA's tiles
+            // one thread issues every TMA load, stages in order over the CTA's tiles (RESID: first the
+            // residual blocks of the first tile; the out warps load those of the next tiles)
+            if (EPI == MVL_EPI_RESID)
+                for (int o = 0; o < 2 * SLOTS; o++)
+                    resid_load(&ty, out_slots + o * OUT_SLOT, &slot_empty[o], blockIdx.x, tiles, n_tiles, o / SLOTS,
+                               o % SLOTS, m);
             int s = 0;
             uint32_t ph = 0;
             for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
@@ -166,32 +180,8 @@ __global__ void __launch_bounds__(THREADS, 1)
                 // parities below stay right
                 if ((it * 2 * SLOTS + b) % OUT_WARPS != ow || m0 + 64 * c >= m) continue;
                 uint8_t *buf = out_slots + o * OUT_SLOT;
-                // RESID: the block of y, in flight during the wait (y is read here and written only by this
-                // block's store below). Lane l takes the 16-byte chunks 32 i + l: row 4 i + l / 8, column
-                // chunk l % 8, so a warp loads 4 whole 128-byte rows at a time; rows past m stay unread.
-                constexpr int RES_CHUNKS = EPI == MVL_EPI_RESID ? OUT_SLOT / 16 / 32 : 1;
-                uint4 res[RES_CHUNKS];
-                if (EPI == MVL_EPI_RESID) {
-                    const int row = m0 + 64 * c + lane / 8;
-                    const bf16 *src = resid + (int64_t)row * n + n0 + 64 * q + 8 * (lane % 8);
-#pragma unroll
-                    for (int i = 0; i < RES_CHUNKS; i++)
-                        res[i] = row + 4 * i < m ? *reinterpret_cast<const uint4 *>(src + (int64_t)4 * i * n)
-                                                 : make_uint4(0, 0, 0, 0);
-                }
                 mbar_wait(&slot_full[o], it & 1);
-                if (EPI == MVL_EPI_RESID) {
-                    // the same chunks in the slot's swizzled layout (chunk j of row r at j ^ (r % 8))
-#pragma unroll
-                    for (int i = 0; i < RES_CHUNKS; i++) {
-                        const int r = 4 * i + lane / 8;
-                        uint4 *p = reinterpret_cast<uint4 *>(buf + r * 128 + (((lane % 8) ^ (r & 7)) << 4));
-                        const uint4 h = *p;
-                        *p = make_uint4(add_pair(h.x, res[i].x), add_pair(h.y, res[i].y), add_pair(h.z, res[i].z),
-                                        add_pair(h.w, res[i].w));
-                    }
-                    fence_proxy_async();
-                } else if (EPI == MVL_EPI_GELU) {
+                if (EPI == MVL_EPI_GELU) {
                     // elementwise, so the staging layout does not matter: CHUNKS 16-byte chunks per lane and step
                     uint4 *b4 = reinterpret_cast<uint4 *>(buf) + lane;
 #pragma unroll 1
@@ -210,7 +200,10 @@ __global__ void __launch_bounds__(THREADS, 1)
                     tma_store_2d(&ty, buf, n0 + 64 * q, m0 + 64 * c);
                     bulk_commit();
                     bulk_wait_read<0>();
-                    mbar_arrive(&slot_empty[o]);
+                    if (EPI == MVL_EPI_RESID)
+                        resid_load(&ty, buf, &slot_empty[o], t + gridDim.x, tiles, n_tiles, c, q, m);
+                    else
+                        mbar_arrive(&slot_empty[o]);
                 }
                 __syncwarp();
             }
@@ -266,18 +259,36 @@ __global__ void __launch_bounds__(THREADS, 1)
 #pragma unroll
         for (int q = 0; q < SLOTS; q++) {
             uint8_t *buf = out_slots + (c * SLOTS + q) * OUT_SLOT;
-            mbar_wait(&slot_empty[c * SLOTS + q], (it & 1) ^ 1); // a fresh barrier passes parity 1
+            // a fresh barrier passes parity 1; RESID: each phase is a residual block's TMA load, tile 0's first
+            mbar_wait(&slot_empty[c * SLOTS + q], EPI == MVL_EPI_RESID ? it & 1 : (it & 1) ^ 1);
 #pragma unroll
-            for (int jj = 0; jj < 8; jj++) {
-                const int j = 8 * q + jj;
-                const float2 b = bf16x2_f2(bsm[4 * j + lane % 4]);
-                const uint32_t off = r * 128 + ((jj ^ (r & 7)) << 4) + (lane % 4) * 4;
-                *reinterpret_cast<uint32_t *>(buf + off) = pack_bf16(acc[4 * j] + b.x, acc[4 * j + 1] + b.y);
-                *reinterpret_cast<uint32_t *>(buf + off + 8 * 128) =
-                    pack_bf16(acc[4 * j + 2] + b.x, acc[4 * j + 3] + b.y);
+            for (int j0 = 0; j0 < 8; j0 += 4) {
+                // RESID: this thread's residual pairs of 4 column groups, all read before their writes (4 at a
+                // time: 8 more live registers beside acc do not fit the 168)
+                uint32_t res[8];
+#pragma unroll
+                for (int jj = j0; jj < j0 + 4; jj++) {
+                    const uint32_t off = r * 128 + ((jj ^ (r & 7)) << 4) + (lane % 4) * 4;
+                    if (EPI == MVL_EPI_RESID) {
+                        res[2 * (jj - j0)] = *reinterpret_cast<const uint32_t *>(buf + off);
+                        res[2 * (jj - j0) + 1] = *reinterpret_cast<const uint32_t *>(buf + off + 8 * 128);
+                    }
+                }
+#pragma unroll
+                for (int jj = j0; jj < j0 + 4; jj++) {
+                    const int j = 8 * q + jj;
+                    const float2 b = bf16x2_f2(bsm[4 * j + lane % 4]);
+                    const uint32_t off = r * 128 + ((jj ^ (r & 7)) << 4) + (lane % 4) * 4;
+                    uint32_t h0 = pack_bf16(acc[4 * j] + b.x, acc[4 * j + 1] + b.y);
+                    uint32_t h1 = pack_bf16(acc[4 * j + 2] + b.x, acc[4 * j + 3] + b.y);
+                    if (EPI == MVL_EPI_RESID)
+                        h0 = add_pair(h0, res[2 * (jj - j0)]), h1 = add_pair(h1, res[2 * (jj - j0) + 1]);
+                    *reinterpret_cast<uint32_t *>(buf + off) = h0;
+                    *reinterpret_cast<uint32_t *>(buf + off + 8 * 128) = h1;
+                }
             }
-            // with no GELU the out warps only store, so the writers fence for the TMA themselves
-            if (EPI == MVL_EPI_NONE) fence_proxy_async();
+            // the out warps only store (no GELU), so the writers fence for the TMA themselves
+            if (EPI != MVL_EPI_GELU) fence_proxy_async();
             __syncwarp();
             if (lane == 0) mbar_arrive(&slot_full[c * SLOTS + q]);
         }
@@ -302,8 +313,8 @@ mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf1
         CUDA_CHECK(cudaFuncSetAttribute(k_gemm_sm90<EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
     }
     const int64_t tiles = (m + BM - 1) / BM * (n / TN);
-    k_gemm_sm90<EPI><<<(unsigned)std::min<int64_t>(tiles, sms), THREADS, SMEM, s>>>(tx, tw, ty, bias, y, (int)m,
-                                                                                   (int)n, (int)k);
+    k_gemm_sm90<EPI><<<(unsigned)std::min<int64_t>(tiles, sms), THREADS, SMEM, s>>>(tx, tw, ty, bias, (int)m, (int)n,
+                                                                                   (int)k);
     LAUNCH_CHECK();
     return MVL_OK;
 }
