@@ -8,8 +8,10 @@
 // - warpgroups 1 and 2 (consumers): wgmma from shared memory on a 128 x 256 CTA tile (warpgroup c: rows
 //   64c.., one m64n256 wgmma per k16); after a tile's main loop each thread writes acc + bias, rounded to
 //   bf16, into 4 staging slots (its warpgroup's 64 x 256 tile as 64 x 64 blocks) and starts the next tile;
+//   RESID: each slot already holds the tile's block of y (TMA-loaded), which the thread adds as it writes;
 // - warps 1..3 (out warps): during the next main loop, each takes whole staged blocks, applies the GELU in
-//   place (or adds the block of y it loaded from global memory before the wait) and TMA-stores them.
+//   place (none: only the store) and TMA-stores them; RESID: then loads the next tile's block of y into
+//   the slot (the producer loads the first tile's).
 // The GELU comes from a shared-memory table of its bf16 results (built with the same arithmetic, so the
 // same bits; erff for inputs outside 2^-20 <= |x| < 16). Measured on an H100 at the fc1 shape for 64 tiles
 // (M 36928, N 4096, K 1024; tests/gpu_gemm_sm90.cu bench), ms per call, cuBLASLt + the GELU pass 0.64-0.68:
@@ -21,6 +23,16 @@
 //   had 4 k blocks per block): 0.584-0.597.
 // The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
 // producer as soon as the warpgroup's own MMAs on it are done.
+// RESID at 64 tiles (M 36928, N 1024; same-run pairs, ms per call), out_proj (K 1024) about 1-2.5% and fc2
+// (K 4096) about 2-4% slower than cuBLASLt with beta = 1 (both ~0.019 ms over their no-residual time):
+// - out warps loading y's block with 16-byte loads before the slot wait, adding it: out_proj 0.1316-0.1321
+//   (cuBLASLt 0.1284-0.1322), fc2 0.418 (0.401);
+// - this layout: out_proj 0.1311-0.1338 (0.1273-0.1329), fc2 0.408-0.426 (0.394-0.411);
+// - the producer spreading the residual loads over the tile's main loop (a block every k block once its
+//   slot is free) instead of all after the last tile's stores: the same within noise (0.1317-0.1330).
+// So the residual's cost is not the loads' latency, nor (as far as measured) their coming in a burst;
+// cuBLASLt pays as much. ncu on this layout at out_proj: DRAM 48% busy (1.6 TB/s, ~215 MB), SM 65%,
+// 1.65 GHz.
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_wgmma.cuh"
 
