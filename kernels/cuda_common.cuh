@@ -119,6 +119,15 @@ __device__ __forceinline__ float ex2_ftz(float x) {
     return y;
 }
 
+// ---- exact GELU -----------------------------------------------------------------------
+
+// 0.5 x (1 + erf(x / sqrt 2)) in fp32, as torch computes GELU on a bf16 tensor (vision.md: the exact erf form,
+// not the tanh one); callers round the result to bf16 once. The pass below and the fused GEMM epilogue both
+// use it, so they give the same bits.
+__device__ __forceinline__ float mvl_gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+// x[0..n) = GELU(x) in place on bf16, on stream s.
+mvl_status mvl_cuda_gelu(cudaStream_t s, bf16 *x, int64_t n, mvl_error *err);
+
 // ---- cuBLASLt Linear ----------------------------------------------------------------
 
 struct mvl_gemm_plan {

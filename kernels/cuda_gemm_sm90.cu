@@ -62,11 +62,10 @@ static_assert(SMEM <= 227 * 1024, "over the sm_90 shared-memory limit per block"
 
 // ---- epilogue arithmetic -------------------------------------------------------------------
 
-// GELU as cuda_vit.cu's k_gelu8 computes it: 0.5 x (1 + erf(x / sqrt 2)) in fp32 on the bf16 value,
-// rounded to bf16 (vision.md: exact erf GELU); two bf16 values packed in a word, low half first.
-__device__ __forceinline__ float gelu_f32(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+// GELU as the separate pass computes it (mvl_gelu_erf on the bf16 value, rounded to bf16); two bf16 values
+// packed in a word, low half first.
 __device__ __forceinline__ uint32_t gelu_pair(uint32_t v) {
-    return pack_bf16(gelu_f32(__uint_as_float(v << 16)), gelu_f32(__uint_as_float(v & 0xFFFF0000u)));
+    return pack_bf16(mvl_gelu_erf(__uint_as_float(v << 16)), mvl_gelu_erf(__uint_as_float(v & 0xFFFF0000u)));
 }
 // Fills the table with the same arithmetic, so it holds the same bits: entry sign * TAB_HALF + (e -
 // TAB_EXP0) * 128 + mantissa for the input of that sign, exponent field e and mantissa.
@@ -74,7 +73,7 @@ __device__ __forceinline__ void gelu_table_fill(uint16_t *tab, int tid, int nthr
     for (int i = tid; i < 2 * TAB_HALF; i += nthreads) {
         const uint32_t sign = i >= TAB_HALF, r = i - sign * TAB_HALF;
         const uint32_t b = sign << 15 | (uint32_t)(r / 128 + TAB_EXP0) << 7 | (r % 128);
-        tab[i] = (uint16_t)pack_bf16(gelu_f32(__uint_as_float(b << 16)), 0.f);
+        tab[i] = (uint16_t)pack_bf16(mvl_gelu_erf(__uint_as_float(b << 16)), 0.f);
     }
 }
 // One bf16 value through the table; `slow` set when the input is outside it.

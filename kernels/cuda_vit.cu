@@ -167,29 +167,6 @@ __global__ void k_layernorm(const bf16 *x_in, const float *w, const float *b, fl
     row_ln_store(x, dim, nvec, lane, w, b, eps, y + row * dim);
 }
 
-// Exact erf GELU in place on bf16 (computed in fp32, rounded once), 8 values
-// per thread through 16-byte accesses; count is a multiple of 8.
-__global__ void k_gelu8(bf16 *x, int64_t n8) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
-        uint4 v = reinterpret_cast<uint4 *>(x)[i];
-        __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&v);
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            float2 f = __bfloat1622float2(h[k]);
-            f.x = 0.5f * f.x * (1.0f + erff(f.x * 0.70710678118654752f));
-            f.y = 0.5f * f.y * (1.0f + erff(f.y * 0.70710678118654752f));
-            h[k] = __floats2bfloat162_rn(f.x, f.y);
-        }
-        reinterpret_cast<uint4 *>(x)[i] = v;
-    }
-}
-__global__ void k_gelu1(bf16 *x, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float f = __bfloat162float(x[i]);
-        x[i] = __float2bfloat16_rn(0.5f * f * (1.0f + erff(f * 0.70710678118654752f)));
-    }
-}
-
 // Fused attention for head_dim 64 (FlashAttention-2 scheme): one CTA of NW
 // warps takes BM = 16*MT*NW queries of one (tile, head), each warp MT m-tiles
 // of 16 rows, so every K/V fragment read from shared memory feeds MT MMAs;
@@ -723,7 +700,7 @@ static mvl_status mark(mvl_cuda_vit *v, int stage, mvl_error *err) {
 
 // y = GELU(x . w^T + bias) with the Linear's output rounded to bf16 first:
 // one kernel where the sm_90a GEMM takes the shape (the same bits as
-// cuBLASLt + k_gelu8: test_gpu_gemm_sm90), else those two. Profiled as
+// cuBLASLt + mvl_cuda_gelu: test_gpu_gemm_sm90), else those two. Profiled as
 // ST_FC1 then ST_GELU.
 static mvl_status linear_gelu(mvl_cuda_vit *v, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
                               const bf16 *bias, bf16 *y, mvl_error *err) {
@@ -733,9 +710,7 @@ static mvl_status linear_gelu(mvl_cuda_vit *v, const bf16 *x, int64_t m, int64_t
     }
     TRY(linear(v, x, m, k, w, n, bias, y, 0, 0, err));
     TRY(mark(v, ST_FC1, err));
-    if ((m * n) % 8 == 0) k_gelu8<<<mvl_grid_for(m * n / 8, 256), 256, 0, v->stream>>>(y, m * n / 8);
-    else k_gelu1<<<mvl_grid_for(m * n, 256), 256, 0, v->stream>>>(y, m * n);
-    LAUNCH_CHECK();
+    TRY(mvl_cuda_gelu(v->stream, y, m * n, err));
     return mark(v, ST_GELU, err);
 }
 
