@@ -16,13 +16,16 @@
  * with logits of std 1 and 4, 1 token, and sizes whose last key block holds
  * 36, 16, 64, 44, 64 and 1 keys (stage ring wrapped or not, idle consumer
  * warpgroups, several work units per CTA, 1153 tokens past the resident
- * kernel's reach), then last blocks of 2, 8, 16 and 17 rows (either side of
- * the resident kernel's 16-row limit) with more (tile, head) units than SMs,
- * so that every consumer warpgroup takes its turn at the core rows, with and
- * without a pass of its own in the unit. Then the time per call at 64 tiles of the full size, each
- * kernel side by side, and the default kernel at 576 to 593 tokens
- * (--time K: kernel K only, 3 calls, for a profiler). Exits 77 without a GPU
- * with wgmma (compute capability 9.0). */
+ * kernel's reach), 65 tokens (one key after a full block), then last blocks
+ * of 2, 8, 16 and 17 rows (either side of the resident kernel's 16-row limit)
+ * with more (tile, head) units than SMs, so that every consumer warpgroup
+ * takes its turn at the core rows, with and without a pass of its own in the
+ * unit. Then the time per call at 64 tiles of the full size (577 tokens, and
+ * 576: no tail), each kernel side by side, the default kernel at 576 to 593
+ * tokens, and the streaming 2-warpgroup kernel (what mvl_cuda_vit_attn_sm90
+ * runs for few tiles) at 1 and 8 tiles (--timing: the times only; --time K:
+ * kernel K only at 577 tokens, 3 calls, for a profiler). Exits 77 without a
+ * GPU with wgmma (compute capability 9.0). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,11 +208,12 @@ static int run_case(const Case &c, cudaStream_t st, uint64_t seed, bool control)
     return fails;
 }
 
-// Median time per call of kernel kn at 64 tiles x ntok tokens x 16 heads
-// (after 3 untimed calls), in ms; negative when it does not launch.
-static double time_kernel(cudaStream_t st, const Kernel &kn, const bf16 *dqkv, bf16 *dout, int ntok, int reps) {
+// Median time per call of kernel kn at `tiles` tiles x ntok tokens x 16
+// heads (after 3 untimed calls), in ms; negative when it does not launch.
+static double time_kernel(cudaStream_t st, const Kernel &kn, const bf16 *dqkv, bf16 *dout, int tiles, int ntok,
+                          int reps) {
     mvl_error err = {};
-    const int tiles = 64, heads = 16;
+    const int heads = 16;
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
@@ -235,9 +239,11 @@ static double time_kernel(cudaStream_t st, const Kernel &kn, const bf16 *dqkv, b
     return med;
 }
 
-// Time per call at the full ViT size (64 tiles), every kernel on the same
-// random input; then the default kernel where the last query block holds 0
-// to 17 rows (at most 16: the resident kernel's mma.sync rows; 17: a pass).
+// Time per call at the full ViT size (64 tiles) and at 576 tokens (no tail),
+// every kernel on the same random input; then the default kernel where the
+// last query block holds 0 to 17 rows (at most 16: the resident kernel's
+// mma.sync rows; 17: a pass), and the kernel that mvl_cuda_vit_attn_sm90
+// runs below 132 / 16 tiles (streaming, 2 warpgroups) at 1 and 8 tiles.
 static void timing(cudaStream_t st, int only) {
     mvl_error err = {};
     const int tiles = 64, ntok = 577, heads = 16, reps = only < 0 ? 30 : 3, max_tok = 593;
@@ -248,11 +254,13 @@ static void timing(cudaStream_t st, int only) {
     MV(mvl_cuda_fill_random_bf16(st, dqkv, rows * W, 7u, 1.7f, &err)); // uniform, std ~1
     auto tflops = [&](int n, double ms) { return 4.0 * n * (double)n * HD * heads * tiles / (ms * 1e-3) / 1e12; };
     printf("\ntiming: %d tiles x %d tokens x %d heads, median of %d calls\n", tiles, ntok, heads, reps);
-    printf("%-17s %10s %12s %10s\n", "kernel", "ms/call", "ms/24 calls", "TFLOP/s");
+    printf("%-17s %6s %10s %12s %10s\n", "kernel", "tokens", "ms/call", "ms/24 calls", "TFLOP/s");
     for (int k = 0; k < NK; k++) {
         if (only >= 0 && k != only) continue;
-        const double med = time_kernel(st, kernels[k], dqkv, dout, ntok, reps);
-        if (med >= 0) printf("%-17s %10.4f %12.2f %10.1f\n", kernels[k].name, med, 24 * med, tflops(ntok, med));
+        for (int n = ntok; n >= (only < 0 ? ntok - 1 : ntok); n--) {
+            const double med = time_kernel(st, kernels[k], dqkv, dout, tiles, n, reps);
+            if (med >= 0) printf("%-17s %6d %10.4f %12.2f %10.1f\n", kernels[k].name, n, med, 24 * med, tflops(n, med));
+        }
     }
     if (only < 0) {
         const int def = MVL_VIT_ATTN_SM90_DEFAULT; // kernels[] lists the sm90 variants first, in order
@@ -260,9 +268,15 @@ static void timing(cudaStream_t st, int only) {
         printf("%-17s %10s %12s %10s\n", "tokens", "ms/call", "ms/24 calls", "TFLOP/s");
         const int toks[] = {576, 577, 578, 584, 592, 593};
         for (int n : toks) {
-            const double med = time_kernel(st, kernels[def], dqkv, dout, n, reps);
+            const double med = time_kernel(st, kernels[def], dqkv, dout, tiles, n, reps);
             if (med >= 0) printf("%-17d %10.4f %12.2f %10.1f\n", n, med, 24 * med, tflops(n, med));
         }
+        printf("\n%s at 1 and 8 tiles\n%-17s %6s %10s\n", kernels[0].name, "tiles", "tokens", "ms/call");
+        for (int nt : {1, 8})
+            for (int n : {576, 577}) {
+                const double med = time_kernel(st, kernels[0], dqkv, dout, nt, n, reps);
+                if (med >= 0) printf("%-17d %6d %10.4f\n", nt, n, med);
+            }
     }
     CK(cudaFree(dqkv));
     CK(cudaFree(dout));
@@ -287,6 +301,10 @@ int main(int argc, char **argv) {
         timing(st, atoi(argv[2]));
         return 0;
     }
+    if (argc == 2 && !strcmp(argv[1], "--timing")) {
+        timing(st, -1);
+        return 0;
+    }
     printf("device 0: %s\n", name);
     const Case cases[] = {
         {"vit 19x577x16", 19, 577, 16, 1.0f}, {"vit sharp 19x577x16", 19, 577, 16, 2.0f},
@@ -295,7 +313,7 @@ int main(int argc, char **argv) {
         {"tail44 2x300x12", 2, 300, 12, 1.5f}, {"tail64 3x640x16", 3, 640, 16, 1.0f},
         {"tail1 2x1153x16", 2, 1153, 16, 1.0f}, {"tail2 20x130x16", 20, 130, 16, 1.0f},
         {"tail8 20x200x16", 20, 200, 16, 1.5f},  {"tail16 20x208x16", 20, 208, 16, 2.0f},
-        {"tail17 20x337x16", 20, 337, 16, 1.0f},
+        {"tail17 20x337x16", 20, 337, 16, 1.0f}, {"tail1 4x65x8", 4, 65, 8, 1.0f},
     };
     int fails = 0;
     printf("%-22s %-17s %9s %9s %10s %8s %6s\n", "case", "kernel", "rel_err", "tail_err", "max_abs", "written",
