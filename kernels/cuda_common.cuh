@@ -165,12 +165,10 @@ mvl_status mvl_cuda_fill_random_u8(cudaStream_t s, uint8_t *p, int64_t n, uint32
 // y[m, n] = epi(x[m, k] . w[n, k]^T + bias[n]) on row-major bf16 x, w, y and bf16 bias (or none), fp32
 // accumulate, by a TMA + wgmma kernel. MVL_EPI_NONE rounds once; MVL_EPI_GELU rounds acc + bias to bf16
 // first (torch rounds the Linear's output), then 0.5 x (1 + erf(x / sqrt 2)) in fp32 on that bf16 value,
-// rounded to bf16 (vision.md: exact erf GELU), the arithmetic of cuda_vit.cu's GELU pass. MVL_EPI_RESID
-// adds in place onto the bf16 residual y: y = bf16(bf16(acc + bias) + y) in fp32, the reference's
-// `residual + hidden_states` (the result of mvl_cuda_linear with accumulate = 1). Launch only where
+// rounded to bf16 (vision.md: exact erf GELU), the arithmetic of cuda_vit.cu's GELU pass. Launch only where
 // mvl_cuda_has_wgmma says yes and mvl_cuda_linear_sm90_ok takes the shape (k % 64 == 0, n % 256 == 0);
 // x, w, y 16-byte aligned, bias 4-byte aligned.
-enum { MVL_EPI_NONE = 0, MVL_EPI_GELU = 1, MVL_EPI_RESID = 2 };
+enum { MVL_EPI_NONE = 0, MVL_EPI_GELU = 1 };
 bool mvl_cuda_linear_sm90_ok(int64_t m, int64_t k, int64_t n);
 mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
                                 const bf16 *bias, bf16 *y, int epi, mvl_error *err);

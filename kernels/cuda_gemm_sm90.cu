@@ -1,6 +1,5 @@
 // Hopper GEMM for the ViT's Linear layers (mvl_cuda_linear_sm90): y = epi(x . w^T + bias), bf16 in and
-// out, fp32 accumulation, the exact erf GELU fused (issue 7's fc1 and the projector's linear_1), or the
-// residual added in place (y += Linear(x): out_proj and fc2, the two roundings of `residual + h`).
+// out, fp32 accumulation, the exact erf GELU fused (issue 7's fc1 and the projector's linear_1).
 // Roles of the 384 threads (one CTA per SM, persistent over a static tile list, n fastest, so the CTAs in
 // flight share a few row blocks of x and all of w in L2):
 // - warp 0, one thread: TMA loads of 64-wide K slices of x and w into 3 shared-memory stages (128-byte
@@ -8,10 +7,8 @@
 // - warpgroups 1 and 2 (consumers): wgmma from shared memory on a 128 x 256 CTA tile (warpgroup c: rows
 //   64c.., one m64n256 wgmma per k16); after a tile's main loop each thread writes acc + bias, rounded to
 //   bf16, into 4 staging slots (its warpgroup's 64 x 256 tile as 64 x 64 blocks) and starts the next tile;
-//   RESID: each slot already holds the tile's block of y (TMA-loaded), which the thread adds as it writes;
 // - warps 1..3 (out warps): during the next main loop, each takes whole staged blocks, applies the GELU in
-//   place (none: only the store) and TMA-stores them; RESID: then loads the next tile's block of y into
-//   the slot (the producer loads the first tile's).
+//   place and TMA-stores them.
 // The GELU comes from a shared-memory table of its bf16 results (built with the same arithmetic, so the
 // same bits; erff for inputs outside 2^-20 <= |x| < 16). Measured on an H100 at the fc1 shape for 64 tiles
 // (M 36928, N 4096, K 1024; tests/gpu_gemm_sm90.cu bench), ms per call, cuBLASLt + the GELU pass 0.64-0.68:
@@ -23,16 +20,6 @@
 //   had 4 k blocks per block): 0.584-0.597.
 // The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
 // producer as soon as the warpgroup's own MMAs on it are done.
-// RESID at 64 tiles (M 36928, N 1024; same-run pairs, ms per call), out_proj (K 1024) about 1-2.5% and fc2
-// (K 4096) about 2-4% slower than cuBLASLt with beta = 1 (both ~0.019 ms over their no-residual time):
-// - out warps loading y's block with 16-byte loads before the slot wait, adding it: out_proj 0.1316-0.1321
-//   (cuBLASLt 0.1284-0.1322), fc2 0.418 (0.401);
-// - this layout: out_proj 0.1311-0.1338 (0.1273-0.1329), fc2 0.408-0.426 (0.394-0.411);
-// - the producer spreading the residual loads over the tile's main loop (a block every k block once its
-//   slot is free) instead of all after the last tile's stores: the same within noise (0.1317-0.1330).
-// So the residual's cost is not the loads' latency, nor (as far as measured) their coming in a burst;
-// cuBLASLt pays as much. ncu on this layout at out_proj: DRAM 48% busy (1.6 TB/s, ~215 MB), SM 65%,
-// 1.65 GHz.
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_wgmma.cuh"
 
@@ -108,22 +95,6 @@ __device__ __forceinline__ void gelu_chunks(uint4 (&v)[CHUNKS], const uint16_t *
 __device__ __forceinline__ float2 bf16x2_f2(uint32_t v) {
     return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xFFFF0000u));
 }
-// bf16(h + r) per element, in fp32 on the bf16 values: the reference's `residual + hidden_states` on the
-// Linear's output already rounded to bf16.
-__device__ __forceinline__ uint32_t add_pair(uint32_t h, uint32_t r) {
-    const float2 a = bf16x2_f2(h), b = bf16x2_f2(r);
-    return pack_bf16(a.x + b.x, a.y + b.y);
-}
-// RESID: the residual (y's) block q of consumer warpgroup c in tile t, TMA-loaded into its staging slot
-// `buf` (the layout the store reads back), completing the slot's `empty` phase; nothing past the CTA's
-// last tile or for a warpgroup tile wholly past m (the consumers skip those). Rows past m arrive zero.
-__device__ __forceinline__ void resid_load(const CUtensorMap *ty, uint8_t *buf, uint64_t *empty, int t, int tiles,
-                                           int n_tiles, int c, int q, int m) {
-    const int m0 = t / n_tiles * BM + 64 * c;
-    if (t >= tiles || m0 >= m) return;
-    mbar_arrive_expect_tx(empty, OUT_SLOT);
-    tma_load_2d(buf, ty, empty, t % n_tiles * TN + 64 * q, m0);
-}
 // Barrier 2 + c (0 is __syncthreads') over consumer warpgroup c.
 __device__ __forceinline__ void consumer_bar(int c) { asm volatile("bar.sync %0, 128;\n" ::"r"(2 + c) : "memory"); }
 
@@ -158,12 +129,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     if (wg == 0) {
         if (warp == 0) {
             if (lane != 0) return;
-            // one thread issues every TMA load, stages in order over the CTA's tiles (RESID: first the
-            // residual blocks of the first tile; the out warps load those of the next tiles)
-            if (EPI == MVL_EPI_RESID)
-                for (int o = 0; o < 2 * SLOTS; o++)
-                    resid_load(&ty, out_slots + o * OUT_SLOT, &slot_empty[o], blockIdx.x, tiles, n_tiles, o / SLOTS,
-                               o % SLOTS, m);
+            // one thread issues every TMA load, stages in order over the CTA's tiles
             int s = 0;
             uint32_t ph = 0;
             for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
@@ -179,8 +145,8 @@ __global__ void __launch_bounds__(THREADS, 1)
             }
             return;
         }
-        // out warps: the 8 blocks of each tile round-robin; each applies the epilogue to a whole block, then
-        // one lane TMA-stores it and hands the slot back once the store has read it
+        // out warps: the 8 blocks of each tile round-robin; each applies the GELU to a whole block, then one
+        // lane TMA-stores it and hands the slot back once the store has read it
         const int ow = warp - 1;
         int it = 0;
         for (int t = blockIdx.x; t < tiles; t += gridDim.x, it++) {
@@ -192,7 +158,7 @@ __global__ void __launch_bounds__(THREADS, 1)
                 if ((it * 2 * SLOTS + b) % OUT_WARPS != ow || m0 + 64 * c >= m) continue;
                 uint8_t *buf = out_slots + o * OUT_SLOT;
                 mbar_wait(&slot_full[o], it & 1);
-                if (EPI == MVL_EPI_GELU) {
+                if (EPI != MVL_EPI_NONE) {
                     // elementwise, so the staging layout does not matter: CHUNKS 16-byte chunks per lane and step
                     uint4 *b4 = reinterpret_cast<uint4 *>(buf) + lane;
 #pragma unroll 1
@@ -211,10 +177,7 @@ __global__ void __launch_bounds__(THREADS, 1)
                     tma_store_2d(&ty, buf, n0 + 64 * q, m0 + 64 * c);
                     bulk_commit();
                     bulk_wait_read<0>();
-                    if (EPI == MVL_EPI_RESID)
-                        resid_load(&ty, buf, &slot_empty[o], t + gridDim.x, tiles, n_tiles, c, q, m);
-                    else
-                        mbar_arrive(&slot_empty[o]);
+                    mbar_arrive(&slot_empty[o]);
                 }
                 __syncwarp();
             }
@@ -270,36 +233,18 @@ __global__ void __launch_bounds__(THREADS, 1)
 #pragma unroll
         for (int q = 0; q < SLOTS; q++) {
             uint8_t *buf = out_slots + (c * SLOTS + q) * OUT_SLOT;
-            // a fresh barrier passes parity 1; RESID: each phase is a residual block's TMA load, tile 0's first
-            mbar_wait(&slot_empty[c * SLOTS + q], EPI == MVL_EPI_RESID ? it & 1 : (it & 1) ^ 1);
+            mbar_wait(&slot_empty[c * SLOTS + q], (it & 1) ^ 1); // a fresh barrier passes parity 1
 #pragma unroll
-            for (int j0 = 0; j0 < 8; j0 += 4) {
-                // RESID: this thread's residual pairs of 4 column groups, all read before their writes (4 at a
-                // time: 8 more live registers beside acc do not fit the 168)
-                uint32_t res[8];
-#pragma unroll
-                for (int jj = j0; jj < j0 + 4; jj++) {
-                    const uint32_t off = r * 128 + ((jj ^ (r & 7)) << 4) + (lane % 4) * 4;
-                    if (EPI == MVL_EPI_RESID) {
-                        res[2 * (jj - j0)] = *reinterpret_cast<const uint32_t *>(buf + off);
-                        res[2 * (jj - j0) + 1] = *reinterpret_cast<const uint32_t *>(buf + off + 8 * 128);
-                    }
-                }
-#pragma unroll
-                for (int jj = j0; jj < j0 + 4; jj++) {
-                    const int j = 8 * q + jj;
-                    const float2 b = bf16x2_f2(bsm[4 * j + lane % 4]);
-                    const uint32_t off = r * 128 + ((jj ^ (r & 7)) << 4) + (lane % 4) * 4;
-                    uint32_t h0 = pack_bf16(acc[4 * j] + b.x, acc[4 * j + 1] + b.y);
-                    uint32_t h1 = pack_bf16(acc[4 * j + 2] + b.x, acc[4 * j + 3] + b.y);
-                    if (EPI == MVL_EPI_RESID)
-                        h0 = add_pair(h0, res[2 * (jj - j0)]), h1 = add_pair(h1, res[2 * (jj - j0) + 1]);
-                    *reinterpret_cast<uint32_t *>(buf + off) = h0;
-                    *reinterpret_cast<uint32_t *>(buf + off + 8 * 128) = h1;
-                }
+            for (int jj = 0; jj < 8; jj++) {
+                const int j = 8 * q + jj;
+                const float2 b = bf16x2_f2(bsm[4 * j + lane % 4]);
+                const uint32_t off = r * 128 + ((jj ^ (r & 7)) << 4) + (lane % 4) * 4;
+                *reinterpret_cast<uint32_t *>(buf + off) = pack_bf16(acc[4 * j] + b.x, acc[4 * j + 1] + b.y);
+                *reinterpret_cast<uint32_t *>(buf + off + 8 * 128) =
+                    pack_bf16(acc[4 * j + 2] + b.x, acc[4 * j + 3] + b.y);
             }
-            // the out warps only store (no GELU), so the writers fence for the TMA themselves
-            if (EPI != MVL_EPI_GELU) fence_proxy_async();
+            // with no GELU the out warps only store, so the writers fence for the TMA themselves
+            if (EPI == MVL_EPI_NONE) fence_proxy_async();
             __syncwarp();
             if (lane == 0) mbar_arrive(&slot_full[c * SLOTS + q]);
         }
@@ -363,12 +308,8 @@ mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_
     if (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y) % 16 || (uintptr_t)bias % 4)
         return mvl_fail(err, MVL_ERR_ARG, "%s:%d: mvl_cuda_linear_sm90 needs 16-byte aligned x, w, y", __FILE__,
                         __LINE__);
-    switch (epi) {
-    case MVL_EPI_NONE: return launch<MVL_EPI_NONE>(s, x, m, k, w, n, bias, y, err);
-    case MVL_EPI_GELU: return launch<MVL_EPI_GELU>(s, x, m, k, w, n, bias, y, err);
-    case MVL_EPI_RESID: return launch<MVL_EPI_RESID>(s, x, m, k, w, n, bias, y, err);
-    }
-    return mvl_fail(err, MVL_ERR_ARG, "%s:%d: mvl_cuda_linear_sm90: no epilogue %d", __FILE__, __LINE__, epi);
+    return epi == MVL_EPI_GELU ? launch<MVL_EPI_GELU>(s, x, m, k, w, n, bias, y, err)
+                               : launch<MVL_EPI_NONE>(s, x, m, k, w, n, bias, y, err);
 }
 
 mvl_status mvl_cuda_sm90_gelu(cudaStream_t s, const bf16 *x, bf16 *y, int64_t n, mvl_error *err) {
