@@ -17,6 +17,7 @@
 
 #include "kernels/cuda_dec_ops.cuh"
 #include "gpu_test_util.cuh"
+#include "test_util.h"
 extern "C" {
 #include "kernels/gpu.h"
 }
@@ -39,10 +40,7 @@ int main(int argc, char **argv) {
     mvl_error err = {};
     int ngpu;
     char name[256];
-    if (mvl_gpu_probe(&ngpu, name, sizeof name, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&ngpu, name, sizeof name)) return 77;
     printf("device=%s\n", name);
     cudaStream_t st;
     CK(cudaStreamCreate(&st));

@@ -24,6 +24,7 @@
 #include "kernels/cuda_decoder.h"
 #include "kernels/cuda_vit.h"
 #include "kernels/gpu.h"
+#include "test_util.h"
 #include "bench_util.h"
 
 #define LAYERS 4
@@ -148,10 +149,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a kill */
     int ngpu;
     char gname[256];
-    if (mvl_gpu_probe(&ngpu, gname, sizeof gname, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&ngpu, gname, sizeof gname)) return 77;
     if (out_path && !(out_file = fopen(out_path, "w"))) {
         fprintf(stderr, "bench_decoder_cuda: cannot write %s\n", out_path);
         return 1;

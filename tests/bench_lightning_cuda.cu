@@ -17,6 +17,7 @@
 #include "kernels/cuda_dec_ops.cuh"
 #include "bench_util.h"
 #include "gpu_test_util.cuh"
+#include "test_util.h"
 extern "C" {
 #include "kernels/gpu.h"
 #include "text/decoder.h"
@@ -28,10 +29,7 @@ int main(int argc, char **argv) {
     mvl_error err = {};
     int ngpu;
     char name[256];
-    if (mvl_gpu_probe(&ngpu, name, sizeof name, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&ngpu, name, sizeof name)) return 77;
     const int T = argc > 1 ? atoi(argv[1]) : 32768;
     if (T < 1) {
         fprintf(stderr, "usage: bench_lightning_cuda [TOKENS]\n");

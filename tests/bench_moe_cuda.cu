@@ -18,6 +18,7 @@
 
 #include "kernels/cuda_dec_ops.cuh"
 #include "gpu_test_util.cuh"
+#include "test_util.h"
 #include "kernels/cuda_vit.h"
 #include "kernels/gpu.h"
 
@@ -65,10 +66,7 @@ template <class F> static double time_ms(cudaStream_t s, int reps, F fn) {
 int main(int argc, char **argv) {
     int ngpu;
     char name[256];
-    if (mvl_gpu_probe(&ngpu, name, sizeof name, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&ngpu, name, sizeof name)) return 77;
     if (argc > 1 && !(table = fopen(argv[1], "w"))) {
         perror(argv[1]);
         return 1;

@@ -22,6 +22,7 @@
 #include "kernels/cuda_preprocess.h"
 #include "kernels/cuda_vit.h"
 #include "kernels/gpu.h"
+#include "test_util.h"
 #include "mvl.h"
 #include "bench_util.h"
 
@@ -147,8 +148,7 @@ int main(int argc, char **argv) {
     if (mvl_model_dir_open(argv[2], &md, &err) != MVL_OK) return fail(&err);
     int ngpu;
     char gname[256];
-    if (mvl_gpu_probe(&ngpu, gname, sizeof gname, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
+    if (!mvl_test_gpu(&ngpu, gname, sizeof gname)) {
         mvl_model_dir_close(md);
         return 77;
     }

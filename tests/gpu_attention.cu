@@ -21,6 +21,7 @@
 
 #include "kernels/cuda_dec_ops.cuh"
 #include "gpu_test_util.cuh"
+#include "test_util.h"
 extern "C" {
 #include "kernels/gpu.h"
 #include "kernels/ops.h"
@@ -181,11 +182,7 @@ static Result run_case(const Case &c, cudaStream_t st, uint32_t seed) {
 int main(void) {
     int ngpu;
     char name[256];
-    mvl_error err = {};
-    if (mvl_gpu_probe(&ngpu, name, sizeof name, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&ngpu, name, sizeof name)) return 77;
     printf("device 0: %s\n", name);
     const Dims full = {"64/8/128", 64, 8, 128, 64, 1e7}, demo = {"4/2/64", 4, 2, 64, 32, 1e7},
                tiny = {"4/2/32", 4, 2, 32, 16, 1e7};

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "gpu_test_util.cuh"
+#include "test_util.h"
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_wgmma.cuh"
 extern "C" {
@@ -288,10 +289,7 @@ int main(int argc, char **argv) {
     char name[256];
     mvl_error err = {};
     setvbuf(stdout, nullptr, _IOLBF, 0); /* lines reach a log even if a launch hangs and the run is killed */
-    if (mvl_gpu_probe(&ngpu, name, sizeof name, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&ngpu, name, sizeof name)) return 77;
     MV(mvl_cuda_has_wgmma(0, &wgmma, &err));
     if (!wgmma) {
         printf("skipped: %s has no sm_90a wgmma\n", name);

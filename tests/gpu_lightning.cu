@@ -32,6 +32,7 @@
 
 #include "kernels/cuda_dec_ops.cuh"
 #include "gpu_test_util.cuh"
+#include "test_util.h"
 extern "C" {
 #include "kernels/gpu.h"
 #include "text/decoder.h"
@@ -253,11 +254,7 @@ static double rel_diff(const Case &a, const Case &b) {
 int main(void) {
     int ngpu;
     char name[256];
-    mvl_error err = {};
-    if (mvl_gpu_probe(&ngpu, name, sizeof name, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&ngpu, name, sizeof name)) return 77;
     printf("device 0: %s; %u CPU threads for the float64 reference\n", name, std::thread::hardware_concurrency());
 
     std::vector<Case> cases;

@@ -298,10 +298,7 @@ static void test_moe(cudaStream_t s) {
 int main(void) {
     int ngpu;
     char name[256];
-    if (mvl_gpu_probe(&ngpu, name, sizeof name, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&ngpu, name, sizeof name)) return 77;
     printf("device 0: %s\n", name);
     cudaStream_t s;
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));

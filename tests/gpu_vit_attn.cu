@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "gpu_test_util.cuh"
+#include "test_util.h"
 #include "kernels/cuda_vit_attn.h"
 #include "kernels/cuda_wgmma.cuh"
 extern "C" {
@@ -286,10 +287,7 @@ int main(int argc, char **argv) {
     int ngpu, wgmma = 0;
     char name[256];
     mvl_error err = {};
-    if (mvl_gpu_probe(&ngpu, name, sizeof name, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&ngpu, name, sizeof name)) return 77;
     MV(mvl_cuda_has_wgmma(0, &wgmma, &err));
     if (!wgmma) {
         printf("skipped: %s has no wgmma (compute capability 9.0 only)\n", name);

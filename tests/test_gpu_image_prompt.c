@@ -161,10 +161,7 @@ int main(void) {
     mvl_error err = {0};
     int count = 0;
     char gpu_name[256];
-    if (mvl_gpu_probe(&count, gpu_name, sizeof gpu_name, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&count, gpu_name, sizeof gpu_name)) return 77;
     const char *src = getenv("MVL_SOURCE_DIR");
     char dir[1024], png[1024];
     snprintf(dir, sizeof dir, "%s/testdata/demo-model", src ? src : ".");

@@ -202,10 +202,7 @@ int main(void) {
     int ngpu;
     char gname[256], dir[1024], path[1100];
     mvl_error err = {0};
-    if (mvl_gpu_probe(&ngpu, gname, sizeof gname, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&ngpu, gname, sizeof gname)) return 77;
     const char *src = getenv("MVL_SOURCE_DIR");
     snprintf(dir, sizeof dir, "%s/testdata/tiny-random", src ? src : ".");
     mvl_model_dir *md = NULL;

@@ -3,15 +3,13 @@
 #include <stdio.h>
 
 #include "kernels/gpu.h"
+#include "test_util.h"
 
 int main(void) {
     int n;
     char name[256];
     mvl_error err = {0};
-    if (mvl_gpu_probe(&n, name, sizeof name, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&n, name, sizeof name)) return 77;
     printf("%d GPU(s); device 0: %s\n", n, name);
     float max_err;
     if (mvl_gpu_selftest(&max_err, &err) != MVL_OK) {

@@ -201,11 +201,7 @@ static int run_model(const char *dir, const char *name, const char *img_dir) {
 int main(void) {
     int n;
     char gname[256];
-    mvl_error err = {0};
-    if (mvl_gpu_probe(&n, gname, sizeof gname, &err) != MVL_OK) {
-        printf("skipped: %s\n", err.msg);
-        return 77;
-    }
+    if (!mvl_test_gpu(&n, gname, sizeof gname)) return 77;
     const char *src = getenv("MVL_SOURCE_DIR");
     if (!src) src = ".";
     char dir[1024], img_dir[1024];

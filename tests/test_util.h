@@ -5,10 +5,21 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/gpu.h"
 #include "kernels/ops.h"
+
+/* The opening of every GPU test and benchmark: 1 with the device count and device 0's name when a CUDA GPU
+ * answers; otherwise prints "skipped: <why>" and returns 0, and the caller exits 77 (CTest's skip code). */
+static inline int mvl_test_gpu(int *count, char *name, size_t cap) {
+    mvl_error err;
+    if (mvl_gpu_probe(count, name, cap, &err) == MVL_OK) return 1;
+    printf("skipped: %s\n", err.msg);
+    return 0;
+}
 
 /* max |a - b| / max |b|: the relative error the issue bars are stated in. */
 static inline double mvl_test_rel_err(const float *a, const float *b, size_t n) {
