@@ -162,6 +162,13 @@ __global__ void k_gelu1(bf16 *x, int64_t n) {
         x[i] = __float2bfloat16_rn(mvl_gelu_erf(__bfloat162float(x[i])));
 }
 
+mvl_status mvl_cuda_sm_count(int *sms, mvl_error *err) {
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev));
+    return MVL_OK;
+}
+
 mvl_status mvl_cuda_gelu(cudaStream_t s, bf16 *x, int64_t n, mvl_error *err) {
     if (n % 8 == 0 && (uintptr_t)x % 16 == 0) k_gelu8<<<mvl_grid_for(n / 8, 256), 256, 0, s>>>(x, n / 8);
     else k_gelu1<<<mvl_grid_for(n, 256), 256, 0, s>>>(x, n);

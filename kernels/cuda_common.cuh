@@ -65,6 +65,10 @@ struct mvl_arena {
     }
 };
 
+// The SM count of the current device: persistent kernels size their grids by it, and some launch choices
+// depend on it.
+mvl_status mvl_cuda_sm_count(int *sms, mvl_error *err);
+
 // Blocks for a grid-stride loop over n items.
 static inline int mvl_grid_for(int64_t n, int block) {
     int64_t b = (n + block - 1) / block;

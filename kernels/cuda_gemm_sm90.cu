@@ -95,8 +95,6 @@ __device__ __forceinline__ void gelu_chunks(uint4 (&v)[CHUNKS], const uint16_t *
 __device__ __forceinline__ float2 bf16x2_f2(uint32_t v) {
     return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xFFFF0000u));
 }
-// Barrier 2 + c (0 is __syncthreads') over consumer warpgroup c.
-__device__ __forceinline__ void consumer_bar(int c) { asm volatile("bar.sync %0, 128;\n" ::"r"(2 + c) : "memory"); }
 
 // ---- the kernel --------------------------------------------------------------------------
 
@@ -105,8 +103,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     k_gemm_sm90(const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tw,
                 const __grid_constant__ CUtensorMap ty, const bf16 *__restrict__ bias, int m, int n, int k) {
     extern __shared__ uint8_t smem_raw[];
-    // Swizzled tiles need 1024-byte-aligned atoms.
-    uint8_t *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
+    uint8_t *smem = smem_align1024(smem_raw);
     uint8_t *out_slots = smem + STAGES * STAGE; // consumer warpgroup c, block q: slot c * SLOTS + q
     uint16_t *tab = reinterpret_cast<uint16_t *>(out_slots + 2 * SLOTS * OUT_SLOT);
     // bias pairs [c][tile parity][128]: each consumer thread puts one during the main loop, so the epilogue
@@ -225,7 +222,7 @@ __global__ void __launch_bounds__(THREADS, 1)
         if (!live) continue;
         // the warpgroup's bias pairs are in shared memory (the buffer of tile it - 2 was read before the
         // barrier of tile it - 1)
-        consumer_bar(c);
+        warpgroup_bar(2 + c); // consumer warpgroup c's barrier
         // Epilogue: acc + bias rounded to bf16 (the Linear's output; torch rounds it before the GELU) into the
         // 4 slots, 64 x 64 block q in slot q, in the 128-byte swizzle layout the TMA store reads (16-byte
         // chunk j of row r at chunk j ^ (r % 8): a warp's stores hit 32 distinct banks). Thread (w, l) holds
@@ -261,13 +258,9 @@ mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf1
     TRY(mvl_cuda_tensor_map_bf16(&tx, x, 2, dx, row, bx, err));
     TRY(mvl_cuda_tensor_map_bf16(&tw, w, 2, dw, row, bw, err));
     TRY(mvl_cuda_tensor_map_bf16(&ty, y, 2, dy, yrow, by, err));
-    static int sms = 0; // once per kernel: the SM count and the dynamic shared-memory limit
-    if (!sms) {
-        int dev = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-        CUDA_CHECK(cudaFuncSetAttribute(k_gemm_sm90<EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
-    }
+    int sms; // of the current device, as the shared-memory limit below
+    TRY(mvl_cuda_sm_count(&sms, err));
+    CUDA_CHECK(cudaFuncSetAttribute(k_gemm_sm90<EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
     const int64_t tiles = (m + BM - 1) / BM * (n / TN);
     k_gemm_sm90<EPI><<<(unsigned)std::min<int64_t>(tiles, sms), THREADS, SMEM, s>>>(tx, tw, ty, bias, (int)m, (int)n,
                                                                                    (int)k);

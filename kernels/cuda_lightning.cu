@@ -387,10 +387,8 @@ int la_slice_width(int B, int heads, int d) {
     if (forced < 0) {
         const char *e = getenv("MVL_LIGHTNING_W");
         forced = e && (atoi(e) == 32 || atoi(e) == 64) ? atoi(e) : 0;
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            sms = 132;
+        mvl_error err;
+        if (mvl_cuda_sm_count(&sms, &err) != MVL_OK) sms = 132;
     }
     if (d == 32) return 32;
     if (forced) return forced;

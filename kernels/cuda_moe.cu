@@ -239,13 +239,11 @@ mvl_status launch_skinny(int nt, dim3 grid, cudaStream_t s, const skinny_args &a
     return MVL_OK;
 }
 
+// Cached: the small-n Linear runs per decode step; an H100's count if the runtime cannot tell.
 int sm_count() {
     static int sms = 0;
-    if (!sms) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            sms = 132;
-    }
+    mvl_error e;
+    if (!sms && mvl_cuda_sm_count(&sms, &e) != MVL_OK) sms = 132;
     return sms;
 }
 

@@ -266,9 +266,6 @@ __device__ __forceinline__ void at_core_q_fetch(const bf16 *qkv, int64_t tile, i
     cp_async_commit();
 }
 
-// Barrier of consumer warpgroup wg's 128 threads alone (id 0 is __syncthreads).
-__device__ __forceinline__ void at_wg_sync(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); }
-
 // Address of the 16-byte chunk c of key row j in the resident K or V tiles
 // (consecutive 64-row tiles, so row j sits j * 128 bytes in; 128-byte
 // swizzle: chunk c of row j at chunk c ^ (j % 8)).
@@ -299,7 +296,7 @@ __device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8
 #pragma unroll
     for (int i = 0; i < 32; i++) o[i] = 0.f;
     cp_async_wait<0>();
-    at_wg_sync(wg); // every thread's q chunk has landed
+    warpgroup_bar(1 + wg); // every thread's q chunk has landed
     const bf16 *qa = &scr.q[min(lane & 15, nr - 1)][8 * (lane >> 4)]; // this lane's ldmatrix row of the A fragments
 #pragma unroll 1
     for (int b = w; b < nkb; b += 4) {
@@ -344,7 +341,7 @@ __device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8
         l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
     }
     if (t4 == 0) scr.m[w][g] = m[0], scr.m[w][g + 8] = m[1], scr.l[w][g] = l[0], scr.l[w][g + 8] = l[1];
-    at_wg_sync(wg);
+    warpgroup_bar(1 + wg);
     float f[2];
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -362,7 +359,7 @@ __device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8
                 *reinterpret_cast<float2 *>(&scr.o[w][8 * j + 2 * t4]) =
                     make_float2((hi ? o[4 * j + 2] : o[4 * j]) * fr, (hi ? o[4 * j + 3] : o[4 * j + 1]) * fr);
         }
-        at_wg_sync(wg);
+        warpgroup_bar(1 + wg);
         if (w == 0) {
             const float mr = fmaxf(fmaxf(scr.m[0][r], scr.m[1][r]), fmaxf(scr.m[2][r], scr.m[3][r]));
             float a0 = 0.f, a1 = 0.f, ls = 0.f;
@@ -372,14 +369,8 @@ __device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8
             *reinterpret_cast<__nv_bfloat162 *>(out + (tile * ntok + q0 + r) * ldo + h * AT_D + 2 * lane) =
                 __floats2bfloat162_rn(a0 / ls, a1 / ls);
         }
-        at_wg_sync(wg); // scr.o is rewritten for the next row
+        warpgroup_bar(1 + wg); // scr.o is rewritten for the next row
     }
-}
-
-// 1024-byte aligned start of the dynamic shared memory (the TMA's and
-// wgmma's swizzle works on shared-memory address bits).
-__device__ __forceinline__ uint8_t *at_smem_base(uint8_t *raw) {
-    return raw + ((1024 - (smem_u32(raw) & 1023)) & 1023);
 }
 
 // qkv_map: the 3-D tensor map [tiles][ntok][3*heads*64] bf16 of qkv, box
@@ -396,7 +387,7 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
     constexpr int BM = 64 * NWG;
     extern __shared__ uint8_t at_smem_raw[];
     __shared__ uint64_t full[AT_NST], empty[AT_NST], qfull[2], qempty[2];
-    uint8_t *sQ = at_smem_base(at_smem_raw); // [2][NWG] tiles
+    uint8_t *sQ = smem_align1024(at_smem_raw); // [2][NWG] tiles
     uint8_t *sK = sQ + 2 * NWG * AT_TILE, *sV = sK + AT_NST * AT_TILE;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int nqb = (ntok + BM - 1) / BM, nkb = (ntok + AT_BN - 1) / AT_BN;
@@ -478,7 +469,7 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
     extern __shared__ uint8_t at_smem_raw[];
     __shared__ uint64_t full[AT_RES_NKB], empty[AT_RES_NKB], qfull[NWG][2], qempty[NWG][2];
     __shared__ AtCoreScratch core_scr[NWG];
-    uint8_t *sQ = at_smem_base(at_smem_raw); // [NWG][2] tiles
+    uint8_t *sQ = smem_align1024(at_smem_raw); // [NWG][2] tiles
     uint8_t *sK = sQ + 2 * NWG * AT_TILE, *sV = sK + AT_RES_NKB * AT_TILE;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int nkb = (ntok + AT_BN - 1) / AT_BN, ncore = at_core_nrows(ntok), nqp = nkb - (ncore > 0);
@@ -576,13 +567,6 @@ mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, const bf16 *qkv, bf
     return MVL_OK;
 }
 
-mvl_status sm_count(int *sms, mvl_error *err) {
-    int dev;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev));
-    return MVL_OK;
-}
-
 // mvl_cuda_vit_attn_sm90_variant on a device of `sms` SMs.
 mvl_status attn_run(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok, int heads, float scale,
                     int variant, int sms, mvl_error *err) {
@@ -614,7 +598,7 @@ mvl_status attn_run(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, i
 mvl_status mvl_cuda_vit_attn_sm90_variant(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok,
                                           int heads, float scale, int variant, mvl_error *err) {
     int sms;
-    TRY(sm_count(&sms, err));
+    TRY(mvl_cuda_sm_count(&sms, err));
     return attn_run(s, qkv, out, tiles, ntok, heads, scale, variant, sms, err);
 }
 
@@ -624,7 +608,7 @@ mvl_status mvl_cuda_vit_attn_sm90(cudaStream_t s, const bf16 *qkv, bf16 *out, in
     // than SMs (one tile: 16) the streaming one, which splits the queries
     // over 5 CTAs, keeps more SMs busy.
     int sms;
-    TRY(sm_count(&sms, err));
+    TRY(mvl_cuda_sm_count(&sms, err));
     const int variant = tiles * heads >= sms ? MVL_VIT_ATTN_SM90_DEFAULT : 0;
     return attn_run(s, qkv, out, tiles, ntok, heads, scale, variant, sms, err);
 }

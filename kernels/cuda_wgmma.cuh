@@ -29,6 +29,17 @@
 #define MVL_SM90A_ASM(...) __trap()
 #endif
 
+// ---- shared memory and barriers --------------------------------------------------
+
+// 1024-byte aligned start of the dynamic shared memory (the swizzle of TMA and
+// wgmma works on shared-memory address bits); allocate 1024 bytes of slack.
+__device__ __forceinline__ uint8_t *smem_align1024(uint8_t *raw) {
+    return raw + ((1024 - (smem_u32(raw) & 1023)) & 1023);
+}
+// Named barrier `id` (1..15; 0 is __syncthreads') over one warpgroup's 128
+// threads.
+__device__ __forceinline__ void warpgroup_bar(int id) { asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory"); }
+
 // ---- shared-memory matrix descriptors ---------------------------------------------
 
 // Descriptor of a 128-byte-swizzled tile at `p` (1024-byte aligned at the
