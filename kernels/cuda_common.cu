@@ -63,54 +63,109 @@ void mvl_cuda_gemm_free(mvl_cuda_gemm *g) {
     g->lt = nullptr;
 }
 
-static mvl_status plan_get(mvl_cuda_gemm *g, int64_t m, int64_t n, int64_t k, int out_f32, int has_bias,
-                           int accumulate, mvl_gemm_plan **out, mvl_error *err) {
+// Times each of the n candidate algorithms of p on the call's operands, writing into out, and sets p->algo
+// to the fastest if it beats res[0] by 3% (else res[0]: timing noise should not flip the choice).
+static mvl_status plan_tune(mvl_cuda_gemm *g, cudaStream_t s, mvl_gemm_plan *p,
+                            const cublasLtMatmulHeuristicResult_t *res, int n, const bf16 *x, const bf16 *w,
+                            void *out, mvl_error *err) {
+    constexpr int REPS = 3;
+    cudaEvent_t ev[2];
+    CUDA_CHECK(cudaEventCreate(&ev[0]));
+    if (cudaEventCreate(&ev[1]) != cudaSuccess) {
+        cudaEventDestroy(ev[0]);
+        return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: cudaEventCreate failed", __FILE__, __LINE__);
+    }
+    const float one = 1.f, beta = p->accumulate ? 1.f : 0.f; // the call's own kernel: beta = 1 reads y
+    float best = 0.f, first = 0.f;
+    int pick = 0;
+    cudaError_t ce = cudaSuccess;
+    for (int i = 0; i < n && ce == cudaSuccess; i++) {
+        auto run = [&] {
+            return cublasLtMatmul(g->lt, p->op, &one, w, p->a, x, p->b, &beta, out, p->c, out, p->c, &res[i].algo,
+                                  g->workspace, g->workspace_size, s);
+        };
+        if (run() != CUBLAS_STATUS_SUCCESS) continue; // this algorithm cannot run here after all
+        ce = cudaEventRecord(ev[0], s);
+        for (int r = 0; r < REPS && ce == cudaSuccess; r++)
+            if (run() != CUBLAS_STATUS_SUCCESS) ce = cudaErrorUnknown;
+        float ms = 0.f;
+        if (ce == cudaSuccess) ce = cudaEventRecord(ev[1], s);
+        if (ce == cudaSuccess) ce = cudaEventSynchronize(ev[1]);
+        if (ce == cudaSuccess) ce = cudaEventElapsedTime(&ms, ev[0], ev[1]);
+        if (ce != cudaSuccess) break;
+        if (i == 0) first = best = ms;
+        else if (ms < best) best = ms, pick = i;
+    }
+    cudaEventDestroy(ev[0]);
+    cudaEventDestroy(ev[1]);
+    if (ce != cudaSuccess)
+        return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: timing cuBLASLt algorithms: %s", __FILE__, __LINE__,
+                        cudaGetErrorString(ce));
+    p->algo = res[pick > 0 && best < 0.97f * first ? pick : 0].algo;
+    return MVL_OK;
+}
+
+static mvl_status plan_get(mvl_cuda_gemm *g, cudaStream_t s, int64_t m, int64_t n, int64_t k, int out_f32,
+                           const void *bias, int accumulate, const bf16 *x, const bf16 *w, void *y, mvl_gemm_plan **out,
+                           mvl_error *err) {
+    const int has_bias = bias != nullptr;
     for (auto &p : g->plans)
         if (p.m == m && p.n == n && p.k == k && p.out_f32 == out_f32 && p.has_bias == has_bias &&
             p.accumulate == accumulate) {
             *out = &p;
             return MVL_OK;
         }
-    mvl_gemm_plan p = {};
-    p.m = m, p.n = n, p.k = k, p.out_f32 = out_f32, p.has_bias = has_bias, p.accumulate = accumulate;
+    // the handle owns the plan's descriptors from the start (freed with it, null or not); m stays -1, so that
+    // no call finds the plan, until it is complete
+    g->plans.push_back(mvl_gemm_plan{});
+    mvl_gemm_plan *p = &g->plans.back();
+    p->m = -1, p->n = n, p->k = k, p->out_f32 = out_f32, p->has_bias = has_bias, p->accumulate = accumulate;
     // Column-major view: C^T[n_out, m] = W[n_out, k] (as T of col-major [k, n_out]) x X^T (col-major [k, m]).
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     cublasLtEpilogue_t epi = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     if (has_bias) {
         cudaDataType_t bt = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     }
     cudaDataType_t ct = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, k, n, k));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, k, m, k));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, ct, n, m, n));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, k, n, k));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, k, m, k));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, ct, n, m, n));
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                            &g->workspace_size, sizeof g->workspace_size);
-    cublasLtMatmulHeuristicResult_t res[1];
+    cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                             &g->workspace_size, sizeof g->workspace_size);
+    cublasLtMatmulHeuristicResult_t res[8];
     int found = 0;
-    if (s == CUBLAS_STATUS_SUCCESS)
-        s = cublasLtMatmulAlgoGetHeuristic(g->lt, p.op, p.a, p.b, p.c, p.c, pref, 1, res, &found);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->a, p->b, p->c, p->c, pref, 8, res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    CUBLAS_CHECK(s);
+    CUBLAS_CHECK(st);
     if (found < 1)
         return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: cuBLASLt has no algorithm for a %lld x %lld x %lld bf16 GEMM",
                         __FILE__, __LINE__, (long long)m, (long long)n, (long long)k);
-    p.algo = res[0].algo;
-    g->plans.push_back(p);
-    *out = &g->plans.back();
+    p->algo = res[0].algo;
+    // large enough that a few calls of each candidate cost little against the time a better one saves
+    const size_t y_bytes = (size_t)m * n * (out_f32 ? 4 : 2);
+    void *trial = accumulate ? (g->tune_size >= y_bytes ? g->tune_y : nullptr) : y;
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone; // no timing inside a graph capture
+    CUDA_CHECK(cudaStreamIsCapturing(s, &cap));
+    if (found > 1 && trial && 2.0 * m * n * k >= 8e9 && cap == cudaStreamCaptureStatusNone)
+        TRY(plan_tune(g, s, p, res, found, x, w, trial, err));
+    p->m = m;
+    *out = p;
     return MVL_OK;
 }
 
 mvl_status mvl_cuda_linear(mvl_cuda_gemm *g, cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w,
                            int64_t n, const void *bias, void *y, int out_f32, int accumulate, mvl_error *err) {
     mvl_gemm_plan *p;
-    TRY(plan_get(g, m, n, k, out_f32, bias != nullptr, accumulate, &p, err));
+    TRY(plan_get(g, s, m, n, k, out_f32, bias, accumulate, x, w, y, &p, err));
     if (bias) CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     const float one = 1.f, beta = accumulate ? 1.f : 0.f;
     CUBLAS_CHECK(cublasLtMatmul(g->lt, p->op, &one, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo, g->workspace,

@@ -148,6 +148,10 @@ struct mvl_cuda_gemm {
     cublasLtHandle_t lt = nullptr;
     void *workspace = nullptr;
     size_t workspace_size = 0;
+    // Optional: device memory holding nothing live whenever an accumulating
+    // Linear runs on this handle; see mvl_cuda_linear.
+    void *tune_y = nullptr;
+    size_t tune_size = 0;
     std::vector<mvl_gemm_plan> plans;
 };
 
@@ -155,6 +159,11 @@ mvl_status mvl_cuda_gemm_init(mvl_cuda_gemm *g, void *workspace, size_t workspac
 void mvl_cuda_gemm_free(mvl_cuda_gemm *g);
 // y[m, n] (+)= x[m, k] . w[n, k]^T (+ bias[n]), a PyTorch Linear on row-major
 // bf16 x and w, fp32 accumulate; y is fp32 (out_f32) or bf16, and so is bias.
+// The first call of a shape makes its plan. For a large GEMM the plan times
+// cuBLASLt's candidate algorithms on the call's operands (output into y, or
+// into tune_y when accumulating; without room there it takes the first) and
+// keeps the fastest if it beats the first by 3%: cuBLASLt's first pick ran
+// the ViT's out_proj 13% slower than its sixth (H100, 64 tiles).
 mvl_status mvl_cuda_linear(mvl_cuda_gemm *g, cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w,
                            int64_t n, const void *bias, void *y, int out_f32, int accumulate, mvl_error *err);
 
