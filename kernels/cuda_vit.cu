@@ -674,6 +674,9 @@ static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *
     v->resid = (bf16 *)A.take(T * V * 2);
     v->xn = (bf16 *)A.take(T * V * 2);
     v->qkv = (bf16 *)A.take(T * 3 * V * 2);
+    // the accumulating Linears (out_proj, fc2) run after the attention has read qkv, so their plans time
+    // cuBLASLt's candidates there (mvl_cuda_linear)
+    v->gemm.tune_y = v->qkv, v->gemm.tune_size = (size_t)(T * 3 * V * 2);
     v->attn = (bf16 *)A.take(T * V * 2);
     v->h1 = (bf16 *)A.take(T * I * 2);
     v->proj1 = (bf16 *)A.take(NT * G2 * D * 2);
