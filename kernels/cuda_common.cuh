@@ -180,7 +180,9 @@ mvl_status mvl_cuda_fill_random_u8(cudaStream_t s, uint8_t *p, int64_t n, uint32
 // first (torch rounds the Linear's output), then 0.5 x (1 + erf(x / sqrt 2)) in fp32 on that bf16 value,
 // rounded to bf16 (vision.md: exact erf GELU), the arithmetic of cuda_vit.cu's GELU pass. Launch only where
 // mvl_cuda_has_wgmma says yes and mvl_cuda_linear_sm90_ok takes the shape (k % 64 == 0, n % 256 == 0);
-// x, w, y 16-byte aligned, bias 4-byte aligned.
+// x, w, y 16-byte aligned, bias 4-byte aligned. The first MVL_EPI_GELU call (or mvl_cuda_sm90_gelu) on a
+// device makes the epilogue's GELU table there (128 KB, kept for the process) and synchronizes its stream
+// once, so it must not be inside a graph capture.
 enum { MVL_EPI_NONE = 0, MVL_EPI_GELU = 1 };
 bool mvl_cuda_linear_sm90_ok(int64_t m, int64_t k, int64_t n);
 mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,

@@ -9,17 +9,37 @@
 //   bf16, into 4 staging slots (its warpgroup's 64 x 256 tile as 64 x 64 blocks) and starts the next tile;
 // - warps 1..3 (out warps): during the next main loop, each takes whole staged blocks, applies the GELU in
 //   place and TMA-stores them.
-// The GELU comes from a shared-memory table of its bf16 results (built with the same arithmetic, so the
-// same bits; erff for inputs outside 2^-20 <= |x| < 16). Measured on an H100 at the fc1 shape for 64 tiles
-// (M 36928, N 4096, K 1024; tests/gpu_gemm_sm90.cu bench), ms per call, cuBLASLt + the GELU pass 0.64-0.68:
+// The GELU is a lookup in a table of its bf16 result for each of the 65536 bf16 inputs (made by
+// mvl_gelu_erf, so the pass's bits), 128 KB of device memory read through the texture path: the entries in
+// use (a few thousand) stay in the L1 cache beside the shared memory, and a value costs ~3.5 SASS
+// instructions (its index, the fetch, a mask of the fetched half that ptxas keeps, half a byte permute),
+// with no range test and no erff fallback.
+// What the GELU costs is the out warps' work during the main loop (their instructions, a texture or global
+// load more than an ALU one), not shared-memory traffic or bank conflicts (H100, fc1 at 64 tiles, one run:
+// out warps loading and storing the blocks without a GELU 0.4330-0.4344 ms = no GELU 0.4335-0.4345; a second
+// lookup per value at conflict-free addresses took the shared-memory table from 0.476-0.481 to 0.497-0.508;
+// erff replayed op for op, ~30 instructions a value and no shared memory, 0.630).
+// Measured on an H100 at the fc1 shape for 64 tiles (M 36928, N 4096, K 1024; tests/gpu_gemm_sm90.cu
+// bench), ms per call:
 // - GELU by the consumers between their wgmma issues (git 7db17ac): 0.68-0.78 (it delayed the next issue);
-// - out warps with erff, p[64] held in registers and written in slices during the next main loop: 0.80
-//   (3 out warps latency-bound on erff's ~28 instructions a value);
-// - this layout with erff: 0.64; with the table: 0.479 (no GELU 0.438-0.449, cuBLASLt 0.423-0.427);
+// - out warps with erff, p[64] held in registers and written in slices during the next main loop: 0.80;
 // - 4 stages with one staging slot per warpgroup, written a block every 4 k blocks (the out warps then
-//   had 4 k blocks per block): 0.584-0.597.
+//   had 4 k blocks per block): 0.584-0.597;
+// - this layout: erff 0.64; a shared-memory table of 2^-20 <= |x| < 16 with erff outside it (git 1d6cf5c,
+//   ~11 SASS instructions a value) 0.476-0.481 (no GELU 0.433-0.449, cuBLASLt 0.418-0.427);
+// - one run (no GELU 0.4335-0.4345, cuBLASLt 0.418-0.424, shared-memory table 0.476-0.481): erff's small-|x|
+//   polynomial replayed op for op (fma.rn ..., bit-identical) with the table for |x| >= 1.42 0.72-0.73,
+//   erff replayed whole 0.630; the out warps storing to global memory themselves (16-byte stores) instead
+//   of the TMA store: +0.02-0.05 with or without a GELU; wgmma_wait<1> with the stage released a k block
+//   later: no GELU 0.438, table 0.479-0.485 (so not kept);
+// - one run (no GELU 0.440-0.451, cuBLASLt 0.428-0.429, + pass 0.643-0.647): shared-memory table 0.4843,
+//   this table 0.467-0.474, the same table through ld.global.nc (64-bit addresses, ~4 instructions a
+//   value) 0.509-0.531, this table looked up by the consumers while staging 0.680; outputs 3x wider
+//   (more inputs in use): 0.487-0.504, 0.469-0.481, 0.509, 0.680. All bit-identical to cuBLASLt + the pass.
 // The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
 // producer as soon as the warpgroup's own MMAs on it are done.
+#include <mutex>
+
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_wgmma.cuh"
 
@@ -36,64 +56,36 @@ constexpr int CHUNKS = 4; // 16-byte chunks per out-warp lane and step: 32 GELUs
 constexpr uint32_t A_BYTES = BM * BK * 2, STAGE = (BM + TN) * BK * 2;
 constexpr uint32_t OUT_SLOT = 64 * 128; // one 64 x 64 bf16 output block, staged for a TMA store
 constexpr int SLOTS = 4;                // per consumer warpgroup: its whole 64 x 256 tile
-// GELU table: the bf16 results for the bf16 inputs with exponent field TAB_EXP0 .. TAB_EXP0 + TAB_EXPS - 1
-// (2^-20 <= |x| < 16), both signs; erff for the rest.
-constexpr int TAB_EXP0 = 107, TAB_EXPS = 24, TAB_HALF = TAB_EXPS * 128;
-constexpr uint32_t TAB_BYTES = 2 * TAB_HALF * 2;
 // the tile's bias pairs per consumer warpgroup, two tiles' worth
 constexpr uint32_t BIAS_BYTES = 2 * 2 * (TN / 2) * 4;
-// stages, staging slots, table, bias, mbarriers (stage full/empty, slot full/empty), slack to align to 1024
-constexpr uint32_t SMEM =
-    1024 + STAGES * STAGE + 2 * SLOTS * OUT_SLOT + TAB_BYTES + BIAS_BYTES + (2 * STAGES + 4 * SLOTS) * 8;
+// stages, staging slots, bias, mbarriers (stage full/empty, slot full/empty), slack to align to 1024
+constexpr uint32_t SMEM = 1024 + STAGES * STAGE + 2 * SLOTS * OUT_SLOT + BIAS_BYTES + (2 * STAGES + 4 * SLOTS) * 8;
 static_assert(SMEM <= 227 * 1024, "over the sm_90 shared-memory limit per block");
+constexpr int LUT_N = 65536; // GELU table entries: every bf16 input
 
 // ---- epilogue arithmetic -------------------------------------------------------------------
 
-// GELU as the separate pass computes it (mvl_gelu_erf on the bf16 value, rounded to bf16); two bf16 values
-// packed in a word, low half first.
-__device__ __forceinline__ uint32_t gelu_pair(uint32_t v) {
-    return pack_bf16(mvl_gelu_erf(__uint_as_float(v << 16)), mvl_gelu_erf(__uint_as_float(v & 0xFFFF0000u)));
+// The GELU of two bf16 values packed in a word (low half first), from the table.
+__device__ __forceinline__ uint32_t gelu_pair_lut(uint32_t v, cudaTextureObject_t lut) {
+    return __byte_perm(tex1Dfetch<unsigned short>(lut, (int)(v & 0xFFFFu)),
+                       tex1Dfetch<unsigned short>(lut, (int)(v >> 16)), 0x5410);
 }
-// Fills the table with the same arithmetic, so it holds the same bits: entry sign * TAB_HALF + (e -
-// TAB_EXP0) * 128 + mantissa for the input of that sign, exponent field e and mantissa.
-__device__ __forceinline__ void gelu_table_fill(uint16_t *tab, int tid, int nthreads) {
-    for (int i = tid; i < 2 * TAB_HALF; i += nthreads) {
-        const uint32_t sign = i >= TAB_HALF, r = i - sign * TAB_HALF;
-        const uint32_t b = sign << 15 | (uint32_t)(r / 128 + TAB_EXP0) << 7 | (r % 128);
-        tab[i] = (uint16_t)pack_bf16(mvl_gelu_erf(__uint_as_float(b << 16)), 0.f);
-    }
-}
-// One bf16 value through the table; `slow` set when the input is outside it.
-__device__ __forceinline__ uint32_t gelu_tab(uint32_t b, const uint16_t *tab, bool &slow) {
-    const uint32_t t = (b & 0x7FFFu) - (uint32_t)(TAB_EXP0 << 7);
-    slow |= t >= (uint32_t)TAB_HALF;
-    return tab[(b >> 15) * TAB_HALF + (t < (uint32_t)TAB_HALF ? t : 0)];
-}
-__device__ __forceinline__ uint32_t gelu_pair_tab(uint32_t v, const uint16_t *tab, bool &slow) {
-    return gelu_tab(v & 0xFFFFu, tab, slow) | gelu_tab(v >> 16, tab, slow) << 16;
-}
-// CHUNKS 16-byte chunks of bf16 through the GELU in place, by a whole warp: the table, and erff for a lane
-// with an input outside it, in a branch the warp takes together (so the compiler cannot predicate erff into
-// every lookup).
-__device__ __forceinline__ void gelu_chunks(uint4 (&v)[CHUNKS], const uint16_t *tab) {
-    bool slow = false;
-    uint4 r[CHUNKS];
+// CHUNKS 16-byte chunks of bf16 through the GELU in place (32 fetches in flight per lane).
+__device__ __forceinline__ void gelu_chunks(uint4 (&v)[CHUNKS], cudaTextureObject_t lut) {
 #pragma unroll
-    for (int i = 0; i < CHUNKS; i++) {
-        r[i].x = gelu_pair_tab(v[i].x, tab, slow), r[i].y = gelu_pair_tab(v[i].y, tab, slow);
-        r[i].z = gelu_pair_tab(v[i].z, tab, slow), r[i].w = gelu_pair_tab(v[i].w, tab, slow);
-    }
-    if (__any_sync(~0u, slow) && slow) {
-#pragma unroll
-        for (int i = 0; i < CHUNKS; i++)
-            r[i] = make_uint4(gelu_pair(v[i].x), gelu_pair(v[i].y), gelu_pair(v[i].z), gelu_pair(v[i].w));
-    }
-#pragma unroll
-    for (int i = 0; i < CHUNKS; i++) v[i] = r[i];
+    for (int i = 0; i < CHUNKS; i++)
+        v[i] = make_uint4(gelu_pair_lut(v[i].x, lut), gelu_pair_lut(v[i].y, lut), gelu_pair_lut(v[i].z, lut),
+                          gelu_pair_lut(v[i].w, lut));
 }
 
 __device__ __forceinline__ float2 bf16x2_f2(uint32_t v) {
     return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xFFFF0000u));
+}
+
+// lut[b] = the GELU pass's result (mvl_gelu_erf, rounded to bf16) for the bf16 input with bits b; LUT_N threads.
+__global__ void k_gelu_lut_fill(uint16_t *lut) {
+    const uint32_t b = blockIdx.x * blockDim.x + threadIdx.x;
+    lut[b] = (uint16_t)pack_bf16(mvl_gelu_erf(__uint_as_float(b << 16)), 0.f);
 }
 
 // ---- the kernel --------------------------------------------------------------------------
@@ -101,15 +93,15 @@ __device__ __forceinline__ float2 bf16x2_f2(uint32_t v) {
 template <int EPI>
 __global__ void __launch_bounds__(THREADS, 1)
     k_gemm_sm90(const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tw,
-                const __grid_constant__ CUtensorMap ty, const bf16 *__restrict__ bias, int m, int n, int k) {
+                const __grid_constant__ CUtensorMap ty, const bf16 *__restrict__ bias, cudaTextureObject_t lut, int m,
+                int n, int k) {
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = smem_align1024(smem_raw);
     uint8_t *out_slots = smem + STAGES * STAGE; // consumer warpgroup c, block q: slot c * SLOTS + q
-    uint16_t *tab = reinterpret_cast<uint16_t *>(out_slots + 2 * SLOTS * OUT_SLOT);
     // bias pairs [c][tile parity][128]: each consumer thread puts one during the main loop, so the epilogue
     // reads none from global memory
-    uint32_t *bias_sm = reinterpret_cast<uint32_t *>(out_slots + 2 * SLOTS * OUT_SLOT + TAB_BYTES);
-    uint64_t *full = reinterpret_cast<uint64_t *>(out_slots + 2 * SLOTS * OUT_SLOT + TAB_BYTES + BIAS_BYTES),
+    uint32_t *bias_sm = reinterpret_cast<uint32_t *>(out_slots + 2 * SLOTS * OUT_SLOT);
+    uint64_t *full = reinterpret_cast<uint64_t *>(out_slots + 2 * SLOTS * OUT_SLOT + BIAS_BYTES),
              *empty = full + STAGES;
     uint64_t *slot_full = empty + STAGES, *slot_empty = slot_full + 2 * SLOTS;
     const int n_tiles = n / TN, tiles = (m + BM - 1) / BM * n_tiles, kblocks = k / BK;
@@ -120,7 +112,6 @@ __global__ void __launch_bounds__(THREADS, 1)
         for (int o = 0; o < 2 * SLOTS; o++) mbar_init(&slot_full[o], 4), mbar_init(&slot_empty[o], 1);
         mbar_fence_init();
     }
-    if (EPI == MVL_EPI_GELU) gelu_table_fill(tab, threadIdx.x, THREADS);
     __syncthreads();
 
     if (wg == 0) {
@@ -163,7 +154,7 @@ __global__ void __launch_bounds__(THREADS, 1)
                         uint4 v[CHUNKS];
 #pragma unroll
                         for (int i = 0; i < CHUNKS; i++) v[i] = b4[32 * (i0 + i)];
-                        gelu_chunks(v, tab);
+                        gelu_chunks(v, lut);
 #pragma unroll
                         for (int i = 0; i < CHUNKS; i++) b4[32 * (i0 + i)] = v[i];
                     }
@@ -211,8 +202,8 @@ __global__ void __launch_bounds__(THREADS, 1)
                 wgmma_commit();
             }
             // the stage goes back as soon as this warpgroup's MMAs on it are done: with 3 stages, keeping one
-            // in flight behind the next stage's MMAs would leave the producer a single stage of lead; the
-            // other warpgroup's MMAs keep the tensor cores busy meanwhile
+            // in flight behind the next stage's MMAs would leave the producer a single stage of lead (measured
+            // slower); the other warpgroup's MMAs keep the tensor cores busy meanwhile
             wgmma_wait<0>();
             if (lane == 0) mbar_arrive(&empty[s]);
             if (kb == 0) bsm[ct] = bpair;
@@ -248,6 +239,60 @@ __global__ void __launch_bounds__(THREADS, 1)
     }
 }
 
+// The GELU table and its texture object, made on a device's first GELU call and kept for the process.
+struct GeluLut {
+    bool ready;
+    void *mem; // holds the LUT_N bf16 entries at the device's texture alignment
+    cudaTextureObject_t tex;
+};
+constexpr int MAX_DEVICES = 64;
+GeluLut g_luts[MAX_DEVICES];
+std::mutex g_luts_mu;
+
+mvl_status gelu_lut_make(GeluLut *l, int dev, cudaStream_t s, mvl_error *err) {
+    int align;
+    CUDA_CHECK(cudaDeviceGetAttribute(&align, cudaDevAttrTextureAlignment, dev));
+    CUDA_CHECK(cudaMalloc(&l->mem, LUT_N * 2 + align));
+    uint16_t *lut = reinterpret_cast<uint16_t *>(((uintptr_t)l->mem + align - 1) / align * align);
+    k_gelu_lut_fill<<<LUT_N / 256, 256, 0, s>>>(lut);
+    LAUNCH_CHECK();
+    // once: GEMMs on other streams of the device read it too (so not inside a graph capture)
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    cudaResourceDesc rd;
+    memset(&rd, 0, sizeof rd);
+    rd.resType = cudaResourceTypeLinear;
+    rd.res.linear.devPtr = lut;
+    rd.res.linear.desc = cudaCreateChannelDesc<unsigned short>();
+    rd.res.linear.sizeInBytes = LUT_N * 2;
+    cudaTextureDesc td;
+    memset(&td, 0, sizeof td);
+    td.readMode = cudaReadModeElementType;
+    CUDA_CHECK(cudaCreateTextureObject(&l->tex, &rd, &td, nullptr));
+    return MVL_OK;
+}
+
+// The current device's table (made on `s` the first time).
+mvl_status gelu_lut_get(cudaStream_t s, cudaTextureObject_t *tex, mvl_error *err) {
+    int dev;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= MAX_DEVICES)
+        return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: device %d: the sm_90a GEMM's GELU table covers devices 0..%d",
+                        __FILE__, __LINE__, dev, MAX_DEVICES - 1);
+    std::lock_guard<std::mutex> lock(g_luts_mu);
+    GeluLut *l = &g_luts[dev];
+    if (!l->ready) {
+        const mvl_status st = gelu_lut_make(l, dev, s, err);
+        if (st != MVL_OK) {
+            if (l->mem) cudaFree(l->mem);
+            *l = GeluLut{};
+            return st;
+        }
+        l->ready = true;
+    }
+    *tex = l->tex;
+    return MVL_OK;
+}
+
 template <int EPI>
 mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n, const bf16 *bias,
                   bf16 *y, mvl_error *err) {
@@ -258,28 +303,27 @@ mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf1
     TRY(mvl_cuda_tensor_map_bf16(&tx, x, 2, dx, row, bx, err));
     TRY(mvl_cuda_tensor_map_bf16(&tw, w, 2, dw, row, bw, err));
     TRY(mvl_cuda_tensor_map_bf16(&ty, y, 2, dy, yrow, by, err));
+    cudaTextureObject_t lut = 0;
+    if (EPI == MVL_EPI_GELU) TRY(gelu_lut_get(s, &lut, err));
     int sms; // of the current device, as the shared-memory limit below
     TRY(mvl_cuda_sm_count(&sms, err));
     CUDA_CHECK(cudaFuncSetAttribute(k_gemm_sm90<EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
     const int64_t tiles = (m + BM - 1) / BM * (n / TN);
-    k_gemm_sm90<EPI><<<(unsigned)std::min<int64_t>(tiles, sms), THREADS, SMEM, s>>>(tx, tw, ty, bias, (int)m, (int)n,
-                                                                                   (int)k);
+    k_gemm_sm90<EPI><<<(unsigned)std::min<int64_t>(tiles, sms), THREADS, SMEM, s>>>(tx, tw, ty, bias, lut, (int)m,
+                                                                                   (int)n, (int)k);
     LAUNCH_CHECK();
     return MVL_OK;
 }
 
-// The fused epilogue's GELU on n8 16-byte chunks, CHUNKS per thread and step, whole warps throughout.
-__global__ void k_gelu_chunks(const uint4 *x, uint4 *y, int64_t n8) {
-    __shared__ uint16_t tab[2 * TAB_HALF];
-    gelu_table_fill(tab, threadIdx.x, blockDim.x);
-    __syncthreads();
+// The fused epilogue's GELU on n8 16-byte chunks, CHUNKS per thread and step.
+__global__ void k_gelu_chunks(const uint4 *x, uint4 *y, int64_t n8, cudaTextureObject_t lut) {
     const int64_t stride = CHUNKS * (int64_t)gridDim.x * blockDim.x;
     for (int64_t i0 = 0; i0 < n8; i0 += stride) {
         const int64_t i = i0 + CHUNKS * (blockIdx.x * (int64_t)blockDim.x + threadIdx.x);
         uint4 v[CHUNKS];
 #pragma unroll
         for (int j = 0; j < CHUNKS; j++) v[j] = i + j < n8 ? x[i + j] : make_uint4(0, 0, 0, 0);
-        gelu_chunks(v, tab);
+        gelu_chunks(v, lut);
 #pragma unroll
         for (int j = 0; j < CHUNKS; j++)
             if (i + j < n8) y[i + j] = v[j];
@@ -310,8 +354,10 @@ mvl_status mvl_cuda_sm90_gelu(cudaStream_t s, const bf16 *x, bf16 *y, int64_t n,
         return mvl_fail(err, MVL_ERR_ARG, "%s:%d: mvl_cuda_sm90_gelu takes 16-byte aligned chunks of 8 bf16", __FILE__,
                         __LINE__);
     if (n == 0) return MVL_OK;
+    cudaTextureObject_t lut;
+    TRY(gelu_lut_get(s, &lut, err));
     k_gelu_chunks<<<mvl_grid_for(n / 8 / CHUNKS, 256), 256, 0, s>>>(reinterpret_cast<const uint4 *>(x),
-                                                                     reinterpret_cast<uint4 *>(y), n / 8);
+                                                                     reinterpret_cast<uint4 *>(y), n / 8, lut);
     LAUNCH_CHECK();
     return MVL_OK;
 }
