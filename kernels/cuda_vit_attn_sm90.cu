@@ -1,6 +1,6 @@
 // The ViT's attention on Hopper (head size 64): see cuda_vit_attn.h.
 // Persistent CTAs, one per SM: a producer warpgroup (one thread issues TMA
-// loads; it gives its registers to the consumers with setmaxnreg) and NWG
+// loads; it gives spare registers to the consumers with setmaxnreg) and NWG
 // consumer warpgroups of 64 queries each. Per key block of 64 keys:
 //   S = Q K^T   wgmma, both operands from shared memory, K-major, in the
 //               128-byte swizzle the TMA writes (rows of 64 bf16 = 128 B);
@@ -18,20 +18,23 @@
 //              blocks): its K/V are loaded once and every query block of it
 //              reads them from shared memory.
 // Tails (577 = 9 x 64 + 1 tokens at full size): the TMA zero-fills rows past
-// ntok, the last key block masks its keys past ntok to -inf and, holding at
-// most 16 real keys (NARROW), runs as an m64n16 product and one k-step of PV;
-// a warpgroup without real queries only keeps the barrier counts, and rows
-// past ntok are not stored. In the resident kernel a last query block of at
-// most AT_CORE_ROWS real rows gets no 64-row wgmma pass (at 577 tokens that
-// pass would hold one real row and make one warpgroup run 4 passes while the
-// others run 3): one warpgroup per unit, in turn, computes those rows as one
-// 16-row mma.sync tile from the resident K/V (at_core_rows). Bidirectional:
-// no other mask (vision.md §1.2 step 5).
+// ntok; the last key block (the only partial one) is loaded and processed
+// first, its keys past ntok masked to -inf, so the other steps are all
+// alike; holding at most 16 keys after another block, it is folded into
+// block 0 as one step of 80 keys (at_pass): a one-key tail costs a few
+// softmax columns and one k-step of PV instead of a pipeline step of its
+// own. A warpgroup without real queries only keeps the barrier counts, and
+// rows past ntok are not stored. In the resident kernel a last query block
+// of at most AT_CORE_ROWS real rows gets no 64-row wgmma pass (at 577 tokens
+// that pass would hold one real row and make one warpgroup run 4 passes
+// while the others run 3): the producer warpgroup's 3 idle warps compute
+// those rows as one 16-row mma.sync tile from the resident K/V
+// (at_core_rows), off the consumers' path. Bidirectional: no other mask
+// (vision.md §1.2 step 5).
 #include <math.h>
 #include <stdlib.h>
 
 #include <algorithm>
-#include <type_traits>
 
 #include "kernels/cuda_vit_attn.h"
 #include "kernels/cuda_wgmma.cuh"
@@ -45,13 +48,18 @@ constexpr int AT_CORE_ROWS = 16;
 constexpr int AT_TILE = 64 * AT_D * 2; // bytes of one 64-row bf16 tile (8 KB), 1024-byte aligned
 
 // Launch shape: NWG consumer warpgroups and the producer warpgroup; the
-// setmaxnreg budgets fill the register file (entry cap 65536 / THREADS).
+// setmaxnreg budgets share the registers the warpgroups start with (the
+// entry cap 65536 / THREADS, rounded down to 8, each): the producer keeps
+// 24, or 104 when it computes the core rows (PCORE: as many as still leave
+// the 3-warpgroup kernel's consumers 136, where ptxas -v shows no spills),
+// the consumers get the rest (at most 240).
 // Shared memory: Q double-buffered per consumer warpgroup, then NKV K/V
 // tiles each.
-template <int NWG, int NKV> struct AtShape {
+template <int NWG, int NKV, bool PCORE = false> struct AtShape {
     static constexpr int THREADS = NWG * 128 + 128;
     static constexpr int SMEM = 1024 + (2 * NWG + 2 * NKV) * AT_TILE; // + slack for the 1024-byte alignment
-    static constexpr int CONS_REG = NWG == 3 ? 160 : 240, PROD_REG = 24;
+    static constexpr int POOL = (65536 / THREADS) / 8 * 8 * (NWG + 1); // registers per thread, over the warpgroups
+    static constexpr int PROD_REG = PCORE ? 104 : 24, CONS_REG = std::min(240, (POOL - PROD_REG) / NWG / 8 * 8);
 };
 
 // One online-softmax step on a key block held as NT n-tiles of the m64nN
@@ -95,6 +103,12 @@ __device__ __forceinline__ void at_softmax(const float (&s)[4 * NT], int kvalid,
     l[0] = l[0] * a0 + l0, l[1] = l[1] * a1 + l1;
 }
 
+// o's rows g (a0) and g + 8 (a1) times the online-softmax factors.
+__device__ __forceinline__ void rescale(float (&o)[32], float a0, float a1) {
+#pragma unroll
+    for (int j = 0; j < 8; j++) o[4 * j] *= a0, o[4 * j + 1] *= a0, o[4 * j + 2] *= a1, o[4 * j + 3] *= a1;
+}
+
 // Arrives on `bar` when sel == 0 (lane 0 of a warp), as a predicated
 // instruction: a branch here would make ptxas serialize the wgmma in flight
 // around it.
@@ -105,13 +119,24 @@ __device__ __forceinline__ void mbar_arrive_if0(uint64_t *bar, int sel) {
                  : "memory");
 }
 
+// The last key block of a (tile, head): AT_TAIL_NONE 64 keys (nothing to
+// mask), AT_TAIL_MASK 1..63 (alone or at most 16 with no block before it),
+// AT_TAIL_16 at most 16 after another block.
+enum AtTail { AT_TAIL_NONE, AT_TAIL_MASK, AT_TAIL_16 };
+
 // One pass of a warpgroup's 64 queries (Q tile at descriptor dq) over the
-// nkb key blocks of a (tile, head), accumulating o, the running maxima m and
-// the partial row sums l. slot(k) gives block k's K/V tile index and the
-// parity of its full barrier. Every block's tile is released on `empty`
-// unless keep (lane 0 of each warp), the Q tile on qempty after the last
-// QK^T. The last block runs masked, as an m64n16 product when NARROW.
-template <bool NARROW, class Slot>
+// nkb key blocks of a (tile, head), accumulating o (zero on entry), the
+// running maxima m and the partial row sums l. slot(i) gives the K/V tile
+// index and the parity of the full barrier of the i-th block in load order:
+// the last block (its keys past tail masked) first, then blocks 0, 1, ...
+// Step 0 takes that block alone (m64n64) or, AT_TAIL_16, folded into block 0
+// as one step of 80 keys: S by an m64n64 and an m64n16 product, one
+// online-softmax step, the tail's k-step of P V at once (its tile released
+// as soon as that is done), block 0's 4 with the next step as usual. The
+// steps after the first are all alike, unmasked. Each step's tiles are
+// released on `empty` once its P V is done unless keep (lane 0 of each
+// warp), the Q tile on qempty after the last QK^T.
+template <AtTail TAIL, class Slot>
 __device__ __forceinline__ void at_pass(uint64_t dq, uint64_t dk0, uint64_t dv0, int nkb, int tail, float scale_log2,
                                         int lane, uint64_t *full, uint64_t *empty, uint64_t *qempty, int keep,
                                         Slot slot, float (&o)[32], float (&m)[2], float (&l)[2]) {
@@ -119,100 +144,83 @@ __device__ __forceinline__ void at_pass(uint64_t dq, uint64_t dk0, uint64_t dv0,
     // (+2 in the descriptor's 16-byte units). V, N-major: one 64-wide atom
     // along N, 8-key groups 1024 B apart, k-step kk at +2048*kk bytes.
     constexpr uint64_t TILE16 = AT_TILE >> 4, VSTEP = 2048 >> 4;
+    constexpr bool T16 = TAIL == AT_TAIL_16;
     const int t4 = lane & 3, rel = lane | keep; // rel == 0: this thread releases K/V tiles
-    float s[32], s8[8];
-    uint32_t p8[1][4];
-    auto qk = [&](int k, auto last) {
-        const int2 sp = slot(k);
-        const uint64_t dk = dk0 + sp.x * TILE16;
+    const int nst = nkb - T16;                  // steps; step k's 64-key block is slot(k + T16)
+    auto pv = [&](int k, const uint32_t(&pa)[4][4]) {
+        const uint64_t dv = dv0 + slot(k + T16).x * TILE16;
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_m64n64k16_rs<1>(o, pa[kk], dv + kk * VSTEP, 1);
+        wgmma_commit();
+    };
+    uint32_t pa0[4][4], pa1[4][4]; // P of the steps, alternating
+    {                              // step 0 (o is still 0: nothing to rescale)
+        constexpr int NT = T16 ? 10 : 8;
+        float sf[4 * NT], a0, a1;
+        uint32_t pf[NT / 2][4];
+        const int2 sp = slot(T16);
         mbar_wait(&full[sp.x], sp.y);
+        if constexpr (T16) mbar_wait(&full[slot(0).x], slot(0).y);
         wgmma_fence();
-        if constexpr (decltype(last)::value && NARROW) {
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) wgmma_m64n16k16_ss<0, 0>(s8, dq + 2 * kk, dk + 2 * kk, kk);
-        } else {
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++) wgmma_m64n64k16_ss<0, 0>(s, dq + 2 * kk, dk + 2 * kk, kk);
+        for (int kk = 0; kk < 4; kk++) {
+            wgmma_m64n64k16_ss<0, 0>(*reinterpret_cast<float(*)[32]>(sf), dq + 2 * kk, dk0 + sp.x * TILE16 + 2 * kk,
+                                     kk);
+            if constexpr (T16)
+                wgmma_m64n16k16_ss<0, 0>(*reinterpret_cast<float(*)[8]>(sf + 32), dq + 2 * kk,
+                                         dk0 + slot(0).x * TILE16 + 2 * kk, kk);
         }
         wgmma_commit();
-    };
-    auto fence_s = [&](auto last) {
-        if constexpr (decltype(last)::value && NARROW) wgmma_fence_regs(s8);
-        else wgmma_fence_regs(s);
-    };
-    auto smax = [&](uint32_t(&pa)[4][4], float &a0, float &a1, auto last) {
-        if constexpr (!decltype(last)::value) at_softmax<8, false>(s, AT_BN, t4, scale_log2, m, l, pa, a0, a1);
-        else if constexpr (NARROW) at_softmax<2, true>(s8, tail, t4, scale_log2, m, l, p8, a0, a1);
-        else at_softmax<8, true>(s, tail, t4, scale_log2, m, l, pa, a0, a1);
-    };
-    auto pv = [&](int k, const uint32_t(&pa)[4][4], auto last) {
-        const uint64_t dv = dv0 + slot(k).x * TILE16;
-        wgmma_fence();
-        if constexpr (decltype(last)::value && NARROW) {
-            wgmma_m64n64k16_rs<1>(o, p8[0], dv, 1);
-        } else {
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++) wgmma_m64n64k16_rs<1>(o, pa[kk], dv + kk * VSTEP, 1);
-        }
-        wgmma_commit();
-    };
-    auto rescale = [&](float a0, float a1) {
-#pragma unroll
-        for (int j = 0; j < 8; j++) o[4 * j] *= a0, o[4 * j + 1] *= a0, o[4 * j + 2] *= a1, o[4 * j + 3] *= a1;
-    };
-    const std::false_type mid;
-    const std::true_type last;
-    uint32_t pa0[4][4], pa1[4][4];
-    if (nkb == 1) {
-        float a0, a1;
-        qk(0, last);
         wgmma_wait<0>();
-        fence_s(last);
-        mbar_arrive_if0(qempty, lane);
-        smax(pa0, a0, a1, last);
-        pv(0, pa0, last);
-        wgmma_wait<0>();
-        wgmma_fence_regs(o);
-        mbar_arrive_if0(&empty[slot(0).x], rel);
-        return;
-    }
-    // Block k with the previous block's P in pprev; the new P goes to pnew.
-    auto step = [&](int k, uint32_t(&pprev)[4][4], uint32_t(&pnew)[4][4], auto lst) {
-        float a0, a1;
-        qk(k, lst);
-        pv(k - 1, pprev, mid);
-        wgmma_wait<1>(); // this block's S
-        fence_s(lst);
-        if (decltype(lst)::value) mbar_arrive_if0(qempty, lane);
-        smax(pnew, a0, a1, lst);
-        wgmma_wait<0>(); // the previous block's PV
-        wgmma_fence_regs(o);
-        mbar_arrive_if0(&empty[slot(k - 1).x], rel);
-        rescale(a0, a1);
-        if (decltype(lst)::value) {
-            pv(k, pnew, lst);
+        wgmma_fence_regs(sf);
+        at_softmax<NT, TAIL != AT_TAIL_NONE>(sf, T16 ? AT_BN + tail : tail, t4, scale_log2, m, l, pf, a0, a1);
+#pragma unroll
+        for (int i = 0; i < 16; i++) pa0[i / 4][i % 4] = pf[i / 4][i % 4];
+        if constexpr (T16) { // the tail's P V (keys past ntok: P = 0, V rows zero-filled)
+            wgmma_fence();
+            wgmma_m64n64k16_rs<1>(o, pf[4], dv0 + slot(0).x * TILE16, 1);
+            wgmma_commit();
             wgmma_wait<0>();
             wgmma_fence_regs(o);
-            mbar_arrive_if0(&empty[slot(k).x], rel);
+            mbar_arrive_if0(&empty[slot(0).x], rel);
         }
-    };
-    {
-        float a0, a1;
-        qk(0, mid);
-        wgmma_wait<0>();
+    }
+    // Step k with the previous step's P in pprev; the new P goes to pnew.
+    auto step = [&](int k, uint32_t(&pprev)[4][4], uint32_t(&pnew)[4][4]) {
+        float s[32], a0, a1;
+        const int2 sp = slot(k + T16);
+        mbar_wait(&full[sp.x], sp.y);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_m64n64k16_ss<0, 0>(s, dq + 2 * kk, dk0 + sp.x * TILE16 + 2 * kk, kk);
+        wgmma_commit();
+        pv(k - 1, pprev);
+        wgmma_wait<1>(); // this step's S
         wgmma_fence_regs(s);
-        smax(pa0, a0, a1, mid); // o is still 0: nothing to rescale
-    }
+        at_softmax<8, false>(s, AT_BN, t4, scale_log2, m, l, pnew, a0, a1);
+        wgmma_wait<0>(); // the previous step's P V
+        wgmma_fence_regs(o);
+        mbar_arrive_if0(&empty[slot(k - 1 + T16).x], rel);
+        rescale(o, a0, a1);
+    };
+    auto finish = [&](const uint32_t(&plast)[4][4]) { // the last step's P V
+        mbar_arrive_if0(qempty, lane);
+        pv(nst - 1, plast);
+        wgmma_wait<0>();
+        wgmma_fence_regs(o);
+        mbar_arrive_if0(&empty[slot(nst - 1 + T16).x], rel);
+    };
     int k = 1;
-    for (; k + 1 < nkb - 1; k += 2) { // P alternates between the buffers
-        step(k, pa0, pa1, mid);
-        step(k + 1, pa1, pa0, mid);
+    for (; k + 1 < nst; k += 2) { // P alternates between the buffers
+        step(k, pa0, pa1);
+        step(k + 1, pa1, pa0);
     }
-    if (k < nkb - 1) {
-        step(k, pa0, pa1, mid);
-        step(nkb - 1, pa1, pa0, last);
+    if (k < nst) {
+        step(k, pa0, pa1);
+        finish(pa1);
     } else {
-        step(nkb - 1, pa0, pa1, last);
+        finish(pa0);
     }
 }
 
@@ -242,27 +250,34 @@ __device__ __forceinline__ void at_store(const float (&o)[32], const float (&l)[
 
 // Real rows of the resident kernel's last query block when they go to
 // at_core_rows (at most AT_CORE_ROWS of them), else 0.
-__device__ __forceinline__ int at_core_nrows(int ntok) {
+__host__ __device__ __forceinline__ int at_core_nrows(int ntok) {
     const int t = ntok - (ntok - 1) / AT_BN * AT_BN; // 1..64
     return t <= AT_CORE_ROWS ? t : 0;
 }
 
-// Scratch of one warpgroup in at_core_rows.
+// The warps of the resident kernel's producer warpgroup that compute the
+// core rows: the 3 after the TMA warp.
+constexpr int AT_PCW = 3;
+
+// Scratch of the core-row warps.
 struct AtCoreScratch {
-    alignas(16) bf16 q[AT_CORE_ROWS][AT_D];          // the q rows (at_core_q_fetch)
-    float m[4][AT_CORE_ROWS], l[4][AT_CORE_ROWS]; // per warp and row: running maximum (times the scale), row sum
-    float o[4][AT_D];                                // per warp: its partial P.V of one row, rescaled
+    alignas(16) bf16 q[AT_CORE_ROWS][AT_D];                 // the q rows (at_core_q_fetch)
+    float m[AT_PCW][AT_CORE_ROWS], l[AT_PCW][AT_CORE_ROWS]; // per warp and row: running maximum (x scale), row sum
+    float o[AT_PCW][AT_D];                                  // per warp: its partial P.V of one row, rescaled
 };
 
+// Named barrier 1 over the core-row warps (the consumers use none).
+__device__ __forceinline__ void at_core_bar() { asm volatile("bar.sync 1, %0;\n" ::"n"(AT_PCW * 32) : "memory"); }
+
 // Starts copying the nr q rows q0.. of (tile, h) into scr.q (cp.async, one
-// 16-byte chunk per thread of the warpgroup; at_core_rows waits for them):
-// issued at the start of the unit, the global memory latency passes during
-// the warpgroup's first wgmma passes instead of inside at_core_rows.
+// 16-byte chunk per thread of the core-row warps from warp w0 on, in turn;
+// at_core_rows waits for them): the global memory latency passes while the
+// unit's K/V land.
 __device__ __forceinline__ void at_core_q_fetch(const bf16 *qkv, int64_t tile, int h, int q0, int nr, int ntok,
-                                                int heads, AtCoreScratch &scr) {
-    const int i = threadIdx.x & 127, r = i >> 3, c = i & 7;
-    if (r < nr)
-        cp_async16(&scr.q[r][8 * c], qkv + ((tile * ntok + q0 + r) * 3 * heads + h) * AT_D + 8 * c, 16);
+                                                int heads, int w0, AtCoreScratch &scr) {
+    for (int i = threadIdx.x - 32 * w0; i < 8 * nr; i += 32 * AT_PCW)
+        cp_async16(&scr.q[i >> 3][8 * (i & 7)],
+                   qkv + ((tile * ntok + q0 + (i >> 3)) * 3 * heads + h) * AT_D + 8 * (i & 7), 16);
     cp_async_commit();
 }
 
@@ -273,64 +288,77 @@ __device__ __forceinline__ const uint8_t *at_swz(const uint8_t *base, int j, int
     return base + j * 128 + ((c ^ (j & 7)) << 4);
 }
 
-// The nr (<= AT_CORE_ROWS = 16) query rows q0.. of (tile, h), computed by one
-// consumer warpgroup with warp-level mma.sync (m16n8k16) from the unit's
-// resident K/V (every block landed) and the q rows of at_core_q_fetch (this
-// warpgroup's last cp.async group): the rows are one 16-row m-tile (rows past
-// nr repeat row nr - 1), warp w takes the key tiles w, w + 4, ... with the
-// online softmax of the wgmma passes (at_softmax: fp32 scores, P rounded to
-// bf16, fp32 accumulation), and the 4 warps' results are merged through
-// `scr`. Compact code on purpose (key tiles not unrolled): it runs once per
-// unit and must not crowd the passes' code out of the instruction cache. The
-// thread index is read through a volatile asm so that nothing derived from it
-// is hoisted out of the unit loop, where it would hold registers across the
-// wgmma passes (spilling at their 128-register cap).
+// The nr (<= AT_CORE_ROWS = 16) query rows q0.. of (tile, h), computed by the
+// AT_PCW core-row warps (w0, w0 + 1, ...) with warp-level mma.sync
+// (m16n8k16) from the unit's resident K/V and the q rows of at_core_q_fetch
+// (these threads' last cp.async group): the rows are one 16-row m-tile (rows
+// past nr repeat row nr - 1), warp w takes the key tiles w, w + AT_PCW, ...
+// with the online softmax of the wgmma passes (at_softmax: fp32 scores, P
+// rounded to bf16, fp32 accumulation) over 32 keys at a time (the
+// producer's 104 registers), and the warps' results are merged through
+// `scr`. Every warp waits for each tile's full barrier (parity par) and,
+// done with it, arrives on its empty one (lane 0), so the tiles are
+// refilled only once the core rows have read them too. Compact code (key
+// tiles not unrolled): it shares the instruction cache with the passes.
 __device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8_t *sK, const uint8_t *sV,
                                              int64_t tile, int h, int q0, int nr, int ntok, int heads,
-                                             float scale_log2, int wg, AtCoreScratch &scr) {
-    uint32_t tx;
+                                             float scale_log2, int w0, uint64_t *full, uint64_t *empty, int par,
+                                             AtCoreScratch &scr) {
+    constexpr int NT = 4; // n-tiles (8 keys) per online-softmax step
+    uint32_t tx;          // (through a volatile asm: nothing derived from it is hoisted out of the unit loop)
     asm volatile("mov.u32 %0, %%tid.x;" : "=r"(tx));
-    const int lane = tx & 31, w = (tx >> 5) & 3, g = lane >> 2, t4 = lane & 3;
+    const int lane = tx & 31, w = (int)(tx >> 5) - w0, g = lane >> 2, t4 = lane & 3;
     const int nkb = (ntok + AT_BN - 1) / AT_BN, tail = ntok - (nkb - 1) * AT_BN;
     float o[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}; // rows g and g + 8, as in at_pass
 #pragma unroll
     for (int i = 0; i < 32; i++) o[i] = 0.f;
     cp_async_wait<0>();
-    warpgroup_bar(1 + wg); // every thread's q chunk has landed
+    at_core_bar(); // every thread's q chunk has landed
     const bf16 *qa = &scr.q[min(lane & 15, nr - 1)][8 * (lane >> 4)]; // this lane's ldmatrix row of the A fragments
 #pragma unroll 1
-    for (int b = w; b < nkb; b += 4) {
-        const uint8_t *tk = sK + b * AT_TILE, *tv = sV + b * AT_TILE;
-        float s[32]; // S of the tile's 64 keys: n-tile j = keys 8j..8j+7
+    for (int b = 0; b < nkb; b++) {
+        mbar_wait(&full[b], par);
+        if (b % AT_PCW == w) {
+            const uint8_t *tk = sK + b * AT_TILE, *tv = sV + b * AT_TILE;
+            const int kv = b == nkb - 1 ? tail : AT_BN; // real keys of the tile (zero-filled past them)
+#pragma unroll 1
+            for (int k0 = 0; k0 < kv; k0 += 8 * NT) { // keys k0..k0 + 8 NT - 1: n-tile j = keys k0 + 8j..
+                float s[4 * NT];
 #pragma unroll
-        for (int half = 0; half < 2; half++) { // k-steps 2 half and 2 half + 1 (dimensions 32 half..)
-            uint32_t a[2][4];
+                for (int ks = 0; ks < 4; ks++) { // k-step ks: dimensions 16 ks..
+                    uint32_t a0, a1, a2, a3;
+                    ldsm_x4(a0, a1, a2, a3, qa + 16 * ks);
 #pragma unroll
-            for (int kk = 0; kk < 2; kk++) ldsm_x4(a[kk][0], a[kk][1], a[kk][2], a[kk][3], qa + 16 * (2 * half + kk));
+                    for (int j = 0; j < NT; j += 2) { // n-tiles j, j + 1: keys k0 + 8j + lane % 8 (+ 8 for lanes 16..)
+                        uint32_t b0, b1, b2, b3;
+                        ldsm_x4(b0, b1, b2, b3,
+                                at_swz(tk, k0 + 8 * j + (lane & 7) + ((lane >> 4) << 3), 2 * ks + ((lane >> 3) & 1)));
+                        if (ks == 0) {
+                            mma_bf16_zero(&s[4 * j], a0, a1, a2, a3, b0, b1);
+                            mma_bf16_zero(&s[4 * j + 4], a0, a1, a2, a3, b2, b3);
+                        } else {
+                            mma_bf16(&s[4 * j], a0, a1, a2, a3, b0, b1);
+                            mma_bf16(&s[4 * j + 4], a0, a1, a2, a3, b2, b3);
+                        }
+                    }
+                }
+                uint32_t pa[NT / 2][4];
+                float a0, a1;
+                if (kv - k0 < 8 * NT) at_softmax<NT, true>(s, kv - k0, t4, scale_log2, m, l, pa, a0, a1);
+                else at_softmax<NT, false>(s, 8 * NT, t4, scale_log2, m, l, pa, a0, a1);
+                rescale(o, a0, a1);
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4(b0, b1, b2, b3, at_swz(tk, 8 * j + (lane & 7), 4 * half + (lane >> 3)));
-                if (half == 0) mma_bf16_zero(&s[4 * j], a[0][0], a[0][1], a[0][2], a[0][3], b0, b1);
-                else mma_bf16(&s[4 * j], a[0][0], a[0][1], a[0][2], a[0][3], b0, b1);
-                mma_bf16(&s[4 * j], a[1][0], a[1][1], a[1][2], a[1][3], b2, b3);
+                for (int kk = 0; kk < NT / 2; kk++) // O += P V, k-step kk = keys k0 + 16kk.. (P = 0 past ntok)
+#pragma unroll
+                    for (int dj = 0; dj < 8; dj += 2) {
+                        uint32_t b0, b1, b2, b3;
+                        ldsm_x4_t(b0, b1, b2, b3, at_swz(tv, k0 + 16 * kk + (lane & 15), dj + (lane >> 4)));
+                        mma_bf16(&o[4 * dj], pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3], b0, b1);
+                        mma_bf16(&o[4 * dj + 4], pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3], b2, b3);
+                    }
             }
         }
-        uint32_t pa[4][4];
-        float a0, a1;
-        if (b == nkb - 1) at_softmax<8, true>(s, tail, t4, scale_log2, m, l, pa, a0, a1);
-        else at_softmax<8, false>(s, AT_BN, t4, scale_log2, m, l, pa, a0, a1);
-#pragma unroll
-        for (int j = 0; j < 8; j++) o[4 * j] *= a0, o[4 * j + 1] *= a0, o[4 * j + 2] *= a1, o[4 * j + 3] *= a1;
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) // O += P V, k-step kk = keys 16kk.. (zero-filled past ntok, P = 0)
-#pragma unroll
-            for (int dj = 0; dj < 8; dj += 2) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4_t(b0, b1, b2, b3, at_swz(tv, 16 * kk + (lane & 15), dj + (lane >> 4)));
-                mma_bf16(&o[4 * dj], pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3], b0, b1);
-                mma_bf16(&o[4 * dj + 4], pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3], b2, b3);
-            }
+        mbar_arrive_if0(&empty[b], lane);
     }
     // Merge: warp w's rows scale by 2^(m_w - max over warps); a warp without
     // key tiles has m = -inf, l = 0 (factor 0); warp 0 has key 0, so the
@@ -341,13 +369,14 @@ __device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8
         l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
     }
     if (t4 == 0) scr.m[w][g] = m[0], scr.m[w][g + 8] = m[1], scr.l[w][g] = l[0], scr.l[w][g + 8] = l[1];
-    warpgroup_bar(1 + wg);
-    float f[2];
+    at_core_bar();
+    auto row_max = [&](int r) {
+        float mr = scr.m[0][r];
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const int r = g + 8 * i;
-        f[i] = ex2_ftz(m[i] - fmaxf(fmaxf(scr.m[0][r], scr.m[1][r]), fmaxf(scr.m[2][r], scr.m[3][r])));
-    }
+        for (int i = 1; i < AT_PCW; i++) mr = fmaxf(mr, scr.m[i][r]);
+        return mr;
+    };
+    const float f[2] = {ex2_ftz(m[0] - row_max(g)), ex2_ftz(m[1] - row_max(g + 8))};
     const int64_t ldo = (int64_t)heads * AT_D;
 #pragma unroll 1
     for (int r = 0; r < nr; r++) {
@@ -359,17 +388,17 @@ __device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8
                 *reinterpret_cast<float2 *>(&scr.o[w][8 * j + 2 * t4]) =
                     make_float2((hi ? o[4 * j + 2] : o[4 * j]) * fr, (hi ? o[4 * j + 3] : o[4 * j + 1]) * fr);
         }
-        warpgroup_bar(1 + wg);
+        at_core_bar();
         if (w == 0) {
-            const float mr = fmaxf(fmaxf(scr.m[0][r], scr.m[1][r]), fmaxf(scr.m[2][r], scr.m[3][r]));
+            const float mr = row_max(r);
             float a0 = 0.f, a1 = 0.f, ls = 0.f;
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < AT_PCW; i++)
                 a0 += scr.o[i][2 * lane], a1 += scr.o[i][2 * lane + 1], ls += scr.l[i][r] * ex2_ftz(scr.m[i][r] - mr);
             *reinterpret_cast<__nv_bfloat162 *>(out + (tile * ntok + q0 + r) * ldo + h * AT_D + 2 * lane) =
                 __floats2bfloat162_rn(a0 / ls, a1 / ls);
         }
-        warpgroup_bar(1 + wg); // scr.o is rewritten for the next row
+        at_core_bar(); // scr.o is rewritten for the next row
     }
 }
 
@@ -379,7 +408,7 @@ __device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8
 
 // Streaming kernel: work unit w = (query block of NWG*64, head, tile), query
 // block fastest.
-template <int NWG, bool NARROW>
+template <int NWG, AtTail TAIL>
 __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
     k_vit_attn_stream(const __grid_constant__ CUtensorMap qkv_map, const bf16 *__restrict__ /* qkv: unused */,
                       bf16 *__restrict__ out, int ntok, int heads, int tiles, float scale_log2) {
@@ -416,8 +445,8 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
                 mbar_arrive_expect_tx(&qfull[qs], nwg * AT_TILE);
                 for (int g = 0; g < nwg; g++)
                     tma_load_3d(sQ + (qs * NWG + g) * AT_TILE, &qkv_map, &qfull[qs], h * AT_D, q0 + 64 * g, tile);
-                for (int kb = 0; kb < nkb; kb++, it++) {
-                    const int st = it % AT_NST;
+                for (int i = 0; i < nkb; i++, it++) { // at_pass's order: the last block first
+                    const int st = it % AT_NST, kb = i == 0 ? nkb - 1 : i - 1;
                     if (it >= AT_NST) mbar_wait(&empty[st], (it / AT_NST - 1) & 1);
                     mbar_arrive_expect_tx(&full[st], 2 * AT_TILE); // out-of-range rows count too (zero-filled)
                     tma_load_3d(sK + st * AT_TILE, &qkv_map, &full[st], (heads + h) * AT_D, kb * AT_BN, tile);
@@ -448,8 +477,8 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
 #pragma unroll
         for (int i = 0; i < 32; i++) o[i] = 0.f;
         mbar_wait(&qfull[qs], (u >> 1) & 1);
-        at_pass<NARROW>(wgmma_desc(sQ + (qs * NWG + wg) * AT_TILE, 0, 1024), dk0, dv0, nkb, tail, scale_log2, lane,
-                        full, empty, &qempty[qs], 0, slot, o, m, l);
+        at_pass<TAIL>(wgmma_desc(sQ + (qs * NWG + wg) * AT_TILE, 0, 1024), dk0, dv0, nkb, tail, scale_log2, lane,
+                      full, empty, &qempty[qs], 0, slot, o, m, l);
         at_store(o, l, out, tile, h, q0, ntok, heads, warp, lane);
     }
 }
@@ -459,16 +488,17 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
 // one goes to at_core_rows): consumer warpgroup g takes the blocks g, g +
 // NWG, ... (its Q tiles double-buffered) and releases each K/V tile on its
 // last pass, so the producer refills it with the next unit's block while that
-// pass runs; warpgroup u % NWG of the CTA's u-th unit computes the core rows
-// just before that pass (or, without a pass, before releasing the tiles).
-template <int NWG, bool NARROW>
-__global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
+// pass runs. PCORE (the unit has core rows): the producer warpgroup's
+// AT_PCW spare warps compute them from each tile as it lands, and the tiles
+// wait for their arrivals too.
+template <int NWG, AtTail TAIL, bool PCORE>
+__global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB, PCORE>::THREADS, 1)
     k_vit_attn_resident(const __grid_constant__ CUtensorMap qkv_map, const bf16 *__restrict__ qkv,
                         bf16 *__restrict__ out, int ntok, int heads, int tiles, float scale_log2) {
-    typedef AtShape<NWG, AT_RES_NKB> SH;
+    typedef AtShape<NWG, AT_RES_NKB, PCORE> SH;
     extern __shared__ uint8_t at_smem_raw[];
     __shared__ uint64_t full[AT_RES_NKB], empty[AT_RES_NKB], qfull[NWG][2], qempty[NWG][2];
-    __shared__ AtCoreScratch core_scr[NWG];
+    __shared__ AtCoreScratch core_scr;
     uint8_t *sQ = smem_align1024(at_smem_raw); // [NWG][2] tiles
     uint8_t *sK = sQ + 2 * NWG * AT_TILE, *sV = sK + AT_RES_NKB * AT_TILE;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -477,7 +507,8 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
     if (threadIdx.x == 0) {
         for (int b = 0; b < AT_RES_NKB; b++) {
             mbar_init(&full[b], 1);
-            mbar_init(&empty[b], 4 * NWG); // lane 0 of every consumer warp, on its last pass
+            // lane 0 of every consumer warp, on its last pass, and of every core-row warp
+            mbar_init(&empty[b], 4 * NWG + (PCORE ? AT_PCW : 0));
         }
         for (int g = 0; g < NWG; g++)
             for (int i = 0; i < 2; i++) {
@@ -490,7 +521,8 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
 
     if (warp >= 4 * NWG) { // producer warpgroup: per unit the first Q tiles, the K/V, the other Q tiles
         warpgroup_reg_dealloc<SH::PROD_REG>();
-        if (warp == 4 * NWG && lane == 0) {
+        if (warp == 4 * NWG) {
+            if (lane != 0) return;
             int npass[NWG] = {}; // Q tiles loaded so far, per consumer warpgroup
             auto load_q = [&](int g, int qb, int h, int tile) {
                 const int qs = npass[g] & 1, n = npass[g] >> 1;
@@ -503,13 +535,22 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
             for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
                 const int h = (int)(w % heads), tile = (int)(w / heads);
                 for (int g = 0; g < NWG && g < nqp; g++) load_q(g, g, h, tile);
-                for (int b = 0; b < nkb; b++) {
+                for (int i = 0; i < nkb; i++) { // at_pass's order: the last block first
+                    const int b = i == 0 ? nkb - 1 : i - 1;
                     if (u >= 1) mbar_wait(&empty[b], (u - 1) & 1);
                     mbar_arrive_expect_tx(&full[b], 2 * AT_TILE); // out-of-range rows count too (zero-filled)
                     tma_load_3d(sK + b * AT_TILE, &qkv_map, &full[b], (heads + h) * AT_D, b * AT_BN, tile);
                     tma_load_3d(sV + b * AT_TILE, &qkv_map, &full[b], (2 * heads + h) * AT_D, b * AT_BN, tile);
                 }
                 for (int qb = NWG; qb < nqp; qb++) load_q(qb % NWG, qb, h, tile);
+            }
+        } else if (PCORE && warp <= 4 * NWG + AT_PCW) { // the core rows of every unit
+            int u = 0;
+            for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
+                const int h = (int)(w % heads), tile = (int)(w / heads);
+                at_core_q_fetch(qkv, tile, h, nqp * 64, ncore, ntok, heads, 4 * NWG + 1, core_scr);
+                at_core_rows(out, sK, sV, tile, h, nqp * 64, ncore, ntok, heads, scale_log2, 4 * NWG + 1, full,
+                             empty, u & 1, core_scr);
             }
         }
         return;
@@ -520,32 +561,25 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
     int np = 0, u = 0; // passes and units so far
     for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
         const int h = (int)(w % heads), tile = (int)(w / heads);
-        auto slot = [&](int k) { return make_int2(k, u & 1); };
-        const bool core = ncore > 0 && wg == u % NWG; // this warpgroup computes the unit's core rows
-        if (core) at_core_q_fetch(qkv, tile, h, nqp * 64, ncore, ntok, heads, core_scr[wg]);
-        for (int qb = wg;; qb += NWG) {
-            const bool last = qb + NWG >= nqp; // the last pass releases the K/V tiles (true without a pass too)
-            if (core && last) { // the one call site: at_core_rows is inlined once
-                for (int b = 0; b < nkb; b++) mbar_wait(&full[b], u & 1);
-                at_core_rows(out, sK, sV, tile, h, nqp * 64, ncore, ntok, heads, scale_log2, wg, core_scr[wg]);
+        auto slot = [&](int i) { return make_int2(i == 0 ? nkb - 1 : i - 1, u & 1); }; // tile b holds block b
+        if (wg >= nqp) { // no wgmma pass in this unit: keep the barrier counts
+            for (int b = 0; b < nkb; b++) {
+                mbar_wait(&full[b], u & 1);
+                mbar_arrive_if0(&empty[b], lane);
             }
-            if (qb >= nqp) { // no wgmma pass in this unit: keep the barrier counts
-                for (int b = 0; b < nkb; b++) {
-                    mbar_wait(&full[b], u & 1);
-                    mbar_arrive_if0(&empty[b], lane);
-                }
-                break;
-            }
+            continue;
+        }
+        for (int qb = wg; qb < nqp; qb += NWG) {
+            const bool last = qb + NWG >= nqp; // the last pass releases the K/V tiles
             const int qs = np & 1;
             float o[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 #pragma unroll
             for (int i = 0; i < 32; i++) o[i] = 0.f;
             mbar_wait(&qfull[wg][qs], (np >> 1) & 1);
-            at_pass<NARROW>(wgmma_desc(sQ + (wg * 2 + qs) * AT_TILE, 0, 1024), dk0, dv0, nkb, tail, scale_log2, lane,
-                            full, empty, &qempty[wg][qs], !last, slot, o, m, l);
+            at_pass<TAIL>(wgmma_desc(sQ + (wg * 2 + qs) * AT_TILE, 0, 1024), dk0, dv0, nkb, tail, scale_log2, lane,
+                          full, empty, &qempty[wg][qs], !last, slot, o, m, l);
             at_store(o, l, out, tile, h, qb * 64, ntok, heads, warp, lane);
             np++;
-            if (last) break;
         }
     }
 }
@@ -555,14 +589,31 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB>::THREADS, 1)
 template <int NWG, bool RESIDENT>
 mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok,
                      int heads, float scale, int sms, mvl_error *err) {
-    typedef AtShape<NWG, RESIDENT ? AT_RES_NKB : AT_NST> S;
-    const bool narrow = (ntok - 1) % AT_BN < 16; // the last key block holds at most 16 keys
-    auto k = RESIDENT ? (narrow ? k_vit_attn_resident<NWG, true> : k_vit_attn_resident<NWG, false>)
-                      : (narrow ? k_vit_attn_stream<NWG, true> : k_vit_attn_stream<NWG, false>);
-    CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, S::SMEM));
+    const int tail = ntok - (ntok - 1) / AT_BN * AT_BN; // keys of the last block, 1..64
+    const AtTail tk = tail == AT_BN ? AT_TAIL_NONE : tail <= 16 && ntok > AT_BN ? AT_TAIL_16 : AT_TAIL_MASK;
+    void (*k)(const CUtensorMap, const bf16 *, bf16 *, int, int, int, float);
+    int threads, smem;
+    if (RESIDENT && at_core_nrows(ntok) > 0) { // (then tail <= 16: AT_TAIL_16, or AT_TAIL_MASK in one block)
+        typedef AtShape<NWG, AT_RES_NKB, true> S;
+        k = tk == AT_TAIL_16 ? k_vit_attn_resident<NWG, AT_TAIL_16, true>
+                             : k_vit_attn_resident<NWG, AT_TAIL_MASK, true>;
+        threads = S::THREADS, smem = S::SMEM;
+    } else if (RESIDENT) { // tail > 16
+        typedef AtShape<NWG, AT_RES_NKB> S;
+        k = tk == AT_TAIL_NONE ? k_vit_attn_resident<NWG, AT_TAIL_NONE, false>
+                               : k_vit_attn_resident<NWG, AT_TAIL_MASK, false>;
+        threads = S::THREADS, smem = S::SMEM;
+    } else {
+        typedef AtShape<NWG, AT_NST> S;
+        k = tk == AT_TAIL_NONE   ? k_vit_attn_stream<NWG, AT_TAIL_NONE>
+            : tk == AT_TAIL_16   ? k_vit_attn_stream<NWG, AT_TAIL_16>
+                                 : k_vit_attn_stream<NWG, AT_TAIL_MASK>;
+        threads = S::THREADS, smem = S::SMEM;
+    }
+    CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     const int64_t units = RESIDENT ? 1 : (ntok + 64 * NWG - 1) / (64 * NWG), work = units * heads * tiles;
-    k<<<(unsigned)std::min<int64_t>(work, sms), S::THREADS, S::SMEM, s>>>(map, qkv, out, ntok, heads, (int)tiles,
-                                                                         scale * 1.4426950408889634f);
+    k<<<(unsigned)std::min<int64_t>(work, sms), threads, smem, s>>>(map, qkv, out, ntok, heads, (int)tiles,
+                                                                    scale * 1.4426950408889634f);
     LAUNCH_CHECK();
     return MVL_OK;
 }

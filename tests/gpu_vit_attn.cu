@@ -16,16 +16,19 @@
  * with logits of std 1 and 4, 1 token, and sizes whose last key block holds
  * 36, 16, 64, 44, 64 and 1 keys (stage ring wrapped or not, idle consumer
  * warpgroups, several work units per CTA, 1153 tokens past the resident
- * kernel's reach), 65 tokens (one key after a full block), then last blocks
- * of 2, 8, 16 and 17 rows (either side of the resident kernel's 16-row limit)
- * with more (tile, head) units than SMs, so that every consumer warpgroup
- * takes its turn at the core rows, with and without a pass of its own in the
- * unit. Then the time per call at 64 tiles of the full size (577 tokens, and
- * 576: no tail), each kernel side by side, the default kernel at 576 to 593
- * tokens, and the streaming 2-warpgroup kernel (what mvl_cuda_vit_attn_sm90
- * runs for few tiles) at 1 and 8 tiles (--timing: the times only; --time K:
- * kernel K only at 577 tokens, 3 calls, for a profiler). Exits 77 without a
- * GPU with wgmma (compute capability 9.0). */
+ * kernel's reach), 65 tokens (one key after a full block: the folded first
+ * step is the only one), then last blocks of 2, 8, 16 and 17 rows (either
+ * side of the resident kernel's 16-row limit) with more (tile, head) units
+ * than SMs, so that the producer's core-row warps run several units, with
+ * and without a consumer pass in the unit. Then the time per call at 64
+ * tiles of the full size (577 tokens, and 576: no tail), every kernel in
+ * interleaved rounds (each round times a batch of calls of each kernel, so
+ * that clock drift hits them alike; medians over the rounds, and the median
+ * of each round's ratio to the default kernel), the default kernel at 576 to
+ * 593 tokens, and the streaming 2-warpgroup kernel (what
+ * mvl_cuda_vit_attn_sm90 runs for few tiles) at 1 and 8 tiles (--timing: the
+ * times only; --time K: kernel K only at 577 tokens, 3 calls, for a
+ * profiler). Exits 77 without a GPU with wgmma (compute capability 9.0). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,31 +243,84 @@ static double time_kernel(cudaStream_t st, const Kernel &kn, const bf16 *dqkv, b
     return med;
 }
 
+// Interleaved timing at `tiles` x ntok x 16 heads of the nk kernels ks[]:
+// `rounds` rounds, each timing a batch of `batch` calls of every kernel in
+// turn (after 3 untimed calls each); med[i]: the median ms/call of ks[i],
+// ratio[i]: the median over the rounds of its time over ks[0]'s in the same
+// round. False when a kernel does not launch.
+static bool time_interleaved(cudaStream_t st, const int *ks, int nk, const bf16 *dqkv, bf16 *dout, int tiles,
+                             int ntok, int rounds, int batch, double *med, double *ratio) {
+    mvl_error err = {};
+    const int heads = 16;
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    std::vector<double> t((size_t)nk * rounds), r(rounds);
+    bool ok = true;
+    for (int i = 0; i < nk && ok; i++)
+        for (int c = 0; c < 3 && ok; c++)
+            if (kernels[ks[i]].fn(st, dqkv, dout, tiles, ntok, heads, 0.125f, kernels[ks[i]].variant, &err) !=
+                MVL_OK) {
+                printf("%-17s launch failed: %s\n", kernels[ks[i]].name, err.msg);
+                ok = false;
+            }
+    for (int rd = 0; rd < rounds && ok; rd++)
+        for (int i = 0; i < nk; i++) {
+            const Kernel &kn = kernels[ks[i]];
+            CK(cudaEventRecord(e0, st));
+            for (int c = 0; c < batch; c++) MV(kn.fn(st, dqkv, dout, tiles, ntok, heads, 0.125f, kn.variant, &err));
+            CK(cudaEventRecord(e1, st));
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            t[(size_t)i * rounds + rd] = ms / batch;
+        }
+    for (int i = 0; i < nk && ok; i++) {
+        for (int rd = 0; rd < rounds; rd++) r[rd] = t[(size_t)i * rounds + rd] / t[rd];
+        med[i] = mvl_bench_median(&t[(size_t)i * rounds], rounds);
+        ratio[i] = mvl_bench_median(r.data(), rounds);
+    }
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    return ok;
+}
+
 // Time per call at the full ViT size (64 tiles) and at 576 tokens (no tail),
-// every kernel on the same random input; then the default kernel where the
-// last query block holds 0 to 17 rows (at most 16: the resident kernel's
-// mma.sync rows; 17: a pass), and the kernel that mvl_cuda_vit_attn_sm90
-// runs below 132 / 16 tiles (streaming, 2 warpgroups) at 1 and 8 tiles.
+// every kernel interleaved on the same random input; then the default kernel
+// where the last query block holds 0 to 17 rows (at most 16: the resident
+// kernel's mma.sync rows; 17: a pass), and the kernel that
+// mvl_cuda_vit_attn_sm90 runs below 132 / 16 tiles (streaming, 2
+// warpgroups) at 1 and 8 tiles. only >= 0: that kernel alone, 3 calls at 577
+// tokens (for a profiler).
 static void timing(cudaStream_t st, int only) {
     mvl_error err = {};
-    const int tiles = 64, ntok = 577, heads = 16, reps = only < 0 ? 30 : 3, max_tok = 593;
+    const int tiles = 64, ntok = 577, heads = 16, reps = 30, max_tok = 593;
+    const int def = MVL_VIT_ATTN_SM90_DEFAULT; // kernels[] lists the sm90 variants first, in order
     const int64_t rows = (int64_t)tiles * max_tok, W = 3 * (int64_t)heads * HD;
     bf16 *dqkv, *dout;
     CK(cudaMalloc(&dqkv, rows * W * 2));
     CK(cudaMalloc(&dout, rows * heads * HD * 2));
     MV(mvl_cuda_fill_random_bf16(st, dqkv, rows * W, 7u, 1.7f, &err)); // uniform, std ~1
     auto tflops = [&](int n, double ms) { return 4.0 * n * (double)n * HD * heads * tiles / (ms * 1e-3) / 1e12; };
-    printf("\ntiming: %d tiles x %d tokens x %d heads, median of %d calls\n", tiles, ntok, heads, reps);
-    printf("%-17s %6s %10s %12s %10s\n", "kernel", "tokens", "ms/call", "ms/24 calls", "TFLOP/s");
-    for (int k = 0; k < NK; k++) {
-        if (only >= 0 && k != only) continue;
-        for (int n = ntok; n >= (only < 0 ? ntok - 1 : ntok); n--) {
-            const double med = time_kernel(st, kernels[k], dqkv, dout, tiles, n, reps);
-            if (med >= 0) printf("%-17s %6d %10.4f %12.2f %10.1f\n", kernels[k].name, n, med, 24 * med, tflops(n, med));
+    if (only >= 0) {
+        const double med = only < NK ? time_kernel(st, kernels[only], dqkv, dout, tiles, ntok, 3) : -1;
+        if (med >= 0) printf("%-17s %6d %10.4f\n", kernels[only].name, ntok, med);
+    } else {
+        int ks[NK], nk = 0;
+        ks[nk++] = def;
+        for (int k = 0; k < NK; k++)
+            if (k != def) ks[nk++] = k;
+        const int rounds = 30, batch = 10;
+        printf("\ntiming: %d tiles x %d heads, %d interleaved rounds of %d calls per kernel\n", tiles, heads, rounds,
+               batch);
+        printf("%-17s %6s %10s %12s %10s %8s\n", "kernel", "tokens", "ms/call", "ms/24 calls", "TFLOP/s", "/default");
+        for (int n : {ntok, ntok - 1}) {
+            double med[NK] = {}, ratio[NK] = {};
+            if (!time_interleaved(st, ks, nk, dqkv, dout, tiles, n, rounds, batch, med, ratio)) continue;
+            for (int i = 0; i < nk; i++)
+                printf("%-17s %6d %10.4f %12.2f %10.1f %8.4f\n", kernels[ks[i]].name, n, med[i], 24 * med[i],
+                       tflops(n, med[i]), ratio[i]);
         }
-    }
-    if (only < 0) {
-        const int def = MVL_VIT_ATTN_SM90_DEFAULT; // kernels[] lists the sm90 variants first, in order
         printf("\n%s at %d tiles by tokens (last query block: 0, 1, 2, 8, 16, 17 rows)\n", kernels[def].name, tiles);
         printf("%-17s %10s %12s %10s\n", "tokens", "ms/call", "ms/24 calls", "TFLOP/s");
         const int toks[] = {576, 577, 578, 584, 592, 593};
@@ -272,11 +328,16 @@ static void timing(cudaStream_t st, int only) {
             const double med = time_kernel(st, kernels[def], dqkv, dout, tiles, n, reps);
             if (med >= 0) printf("%-17d %10.4f %12.2f %10.1f\n", n, med, 24 * med, tflops(n, med));
         }
-        printf("\n%s at 1 and 8 tiles\n%-17s %6s %10s\n", kernels[0].name, "tiles", "tokens", "ms/call");
+        const int few[] = {0}; // the streaming 2-warpgroup kernel
+        const int nf = sizeof few / sizeof few[0];
+        printf("\nat 1 and 8 tiles (interleaved)\n%-17s %6s %6s %10s %8s\n", "kernel", "tiles", "tokens", "ms/call",
+               "/first");
         for (int nt : {1, 8})
             for (int n : {576, 577}) {
-                const double med = time_kernel(st, kernels[0], dqkv, dout, nt, n, reps);
-                if (med >= 0) printf("%-17d %6d %10.4f\n", nt, n, med);
+                double med[nf] = {}, ratio[nf] = {};
+                if (!time_interleaved(st, few, nf, dqkv, dout, nt, n, 30, 10, med, ratio)) continue;
+                for (int i = 0; i < nf; i++)
+                    printf("%-17s %6d %6d %10.4f %8.4f\n", kernels[few[i]].name, nt, n, med[i], ratio[i]);
             }
     }
     CK(cudaFree(dqkv));
