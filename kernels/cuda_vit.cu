@@ -24,26 +24,32 @@ namespace {
 // uint8 HWC tiles -> bf16 patch rows [n*g*g, kpad], column (c, ky, kx) as the
 // conv weight [V, 3, P, P] flattens; columns past 3*P*P are zero. The value is
 // torchvision's (u8/255 - mean)/std in float32, then rounded to bf16 as the
-// reference's .to(torch.bfloat16) does (vision.md §3.5).
+// reference's .to(torch.bfloat16) does (vision.md §3.5): a function of (c, u8)
+// only, so each block tabulates its 3 x 256 results first. A thread writes 8
+// columns as one 16-byte store (kpad % 8 == 0).
 __global__ void k_patchify(const uint8_t *tiles, int n, int S, int P, int kpad, float3 mean, float3 stdv,
                            bf16 *out) {
-    const int g = S / P, kk = 3 * P * P;
-    int64_t total = (int64_t)n * g * g * kpad;
+    __shared__ bf16 lut[3][256];
+    for (int i = threadIdx.x; i < 3 * 256; i += blockDim.x) {
+        const int c = i / 256;
+        const float m = c == 0 ? mean.x : c == 1 ? mean.y : mean.z, sd = c == 0 ? stdv.x : c == 1 ? stdv.y : stdv.z;
+        lut[c][i % 256] = __float2bfloat16_rn(((float)(i % 256) / 255.0f - m) / sd);
+    }
+    __syncthreads();
+    const int g = S / P, chunks = kpad / 8;
+    const int64_t total = (int64_t)n * g * g * chunks;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-        int col = (int)(i % kpad);
-        int64_t row = i / kpad;
-        float v = 0.f;
-        if (col < kk) {
-            int c = col / (P * P), r = col % (P * P), ky = r / P, kx = r % P;
-            int p = (int)(row % (g * g));
-            int64_t t = row / (g * g);
-            int y = (p / g) * P + ky, x = (p % g) * P + kx;
-            float u = (float)tiles[((t * S + y) * S + x) * 3 + c] / 255.0f;
-            float m = c == 0 ? mean.x : c == 1 ? mean.y : mean.z;
-            float s = c == 0 ? stdv.x : c == 1 ? stdv.y : stdv.z;
-            v = (u - m) / s;
+        const int64_t row = i / chunks, t = row / (g * g);
+        const int p = (int)(row % (g * g)), col = 8 * (int)(i % chunks);
+        const uint8_t *patch = tiles + ((t * S + (p / g) * P) * S + (p % g) * P) * 3; // its top-left pixel
+        int c = col / (P * P), ky = col % (P * P) / P, kx = col % P;
+        __align__(16) bf16 v[8];
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            v[e] = c < 3 ? lut[c][patch[(ky * S + kx) * 3 + c]] : __float2bfloat16_rn(0.f);
+            if (++kx == P) kx = 0, ky = ky + 1 == P ? (c++, 0) : ky + 1;
         }
-        out[i] = __float2bfloat16_rn(v);
+        reinterpret_cast<uint4 *>(out)[i] = *reinterpret_cast<const uint4 *>(v);
     }
 }
 
@@ -725,7 +731,7 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
     cudaStream_t s = v->stream;
     v->prof_n = 0;
     TRY(mark(v, -1, err));
-    k_patchify<<<mvl_grid_for(n * G2 * v->kpad, 256), 256, 0, s>>>(v->tiles, n, v->cfg.image_size, v->cfg.patch_size,
+    k_patchify<<<mvl_grid_for(n * G2 * v->kpad / 8, 256), 256, 0, s>>>(v->tiles, n, v->cfg.image_size, v->cfg.patch_size,
                                                                 v->kpad, v->mean, v->stdv, v->patches);
     LAUNCH_CHECK();
     TRY(mark(v, ST_PATCHIFY, err));
