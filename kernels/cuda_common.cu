@@ -64,11 +64,12 @@ void mvl_cuda_gemm_free(mvl_cuda_gemm *g) {
 }
 
 // Times each of the n candidate algorithms of p on the call's operands, writing into out, and sets p->algo
-// to the fastest if it beats res[0] by 3% (else res[0]: timing noise should not flip the choice).
+// to the fastest if it beats res[0] by 3% (else res[0]: timing noise should not flip the choice). res[0] is
+// timed first and again last, its better time counting, so that warm-up drift favours no candidate.
 static mvl_status plan_tune(mvl_cuda_gemm *g, cudaStream_t s, mvl_gemm_plan *p,
                             const cublasLtMatmulHeuristicResult_t *res, int n, const bf16 *x, const bf16 *w,
                             void *out, mvl_error *err) {
-    constexpr int REPS = 3;
+    constexpr int REPS = 5;
     cudaEvent_t ev[2];
     CUDA_CHECK(cudaEventCreate(&ev[0]));
     if (cudaEventCreate(&ev[1]) != cudaSuccess) {
@@ -76,24 +77,23 @@ static mvl_status plan_tune(mvl_cuda_gemm *g, cudaStream_t s, mvl_gemm_plan *p,
         return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: cudaEventCreate failed", __FILE__, __LINE__);
     }
     const float one = 1.f, beta = p->accumulate ? 1.f : 0.f; // the call's own kernel: beta = 1 reads y
-    float best = 0.f, first = 0.f;
+    float best = INFINITY, first = INFINITY;
     int pick = 0;
     cudaError_t ce = cudaSuccess;
-    for (int i = 0; i < n && ce == cudaSuccess; i++) {
+    for (int v = 0; v <= n && ce == cudaSuccess; v++) {
+        const int i = v % n;
         auto run = [&] {
             return cublasLtMatmul(g->lt, p->op, &one, w, p->a, x, p->b, &beta, out, p->c, out, p->c, &res[i].algo,
                                   g->workspace, g->workspace_size, s);
         };
-        if (run() != CUBLAS_STATUS_SUCCESS) continue; // this algorithm cannot run here after all
-        ce = cudaEventRecord(ev[0], s);
-        for (int r = 0; r < REPS && ce == cudaSuccess; r++)
-            if (run() != CUBLAS_STATUS_SUCCESS) ce = cudaErrorUnknown;
-        float ms = 0.f;
-        if (ce == cudaSuccess) ce = cudaEventRecord(ev[1], s);
-        if (ce == cudaSuccess) ce = cudaEventSynchronize(ev[1]);
-        if (ce == cudaSuccess) ce = cudaEventElapsedTime(&ms, ev[0], ev[1]);
+        if (run() != CUBLAS_STATUS_SUCCESS) continue; // this algorithm cannot run here after all: not a candidate
+        bool ran = (ce = cudaEventRecord(ev[0], s)) == cudaSuccess;
+        for (int r = 0; r < REPS && ran; r++) ran = run() == CUBLAS_STATUS_SUCCESS;
+        float ms = INFINITY;
+        if (ran && (ce = cudaEventRecord(ev[1], s)) == cudaSuccess && (ce = cudaEventSynchronize(ev[1])) == cudaSuccess)
+            ce = cudaEventElapsedTime(&ms, ev[0], ev[1]);
         if (ce != cudaSuccess) break;
-        if (i == 0) first = best = ms;
+        if (i == 0) first = fminf(first, ms);
         else if (ms < best) best = ms, pick = i;
     }
     cudaEventDestroy(ev[0]);
