@@ -63,6 +63,14 @@ void mvl_cuda_gemm_free(mvl_cuda_gemm *g) {
     g->lt = nullptr;
 }
 
+// y (+)= x . w^T (+ bias) through plan p with algorithm algo, beta = 1 where the plan accumulates.
+static cublasStatus_t lt_matmul(mvl_cuda_gemm *g, cudaStream_t s, const mvl_gemm_plan *p,
+                                const cublasLtMatmulAlgo_t *algo, const bf16 *x, const bf16 *w, void *y) {
+    const float one = 1.f, beta = p->accumulate ? 1.f : 0.f;
+    return cublasLtMatmul(g->lt, p->op, &one, w, p->a, x, p->b, &beta, y, p->c, y, p->c, algo, g->workspace,
+                          g->workspace_size, s);
+}
+
 // Times each of the n candidate algorithms of p on the call's operands, writing into out, and sets p->algo
 // to the fastest if it beats res[0] by 3% (else res[0]: timing noise should not flip the choice). res[0] is
 // timed first and again last, its better time counting, so that warm-up drift favours no candidate.
@@ -76,16 +84,12 @@ static mvl_status plan_tune(mvl_cuda_gemm *g, cudaStream_t s, mvl_gemm_plan *p,
         cudaEventDestroy(ev[0]);
         return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: cudaEventCreate failed", __FILE__, __LINE__);
     }
-    const float one = 1.f, beta = p->accumulate ? 1.f : 0.f; // the call's own kernel: beta = 1 reads y
     float best = INFINITY, first = INFINITY;
     int pick = 0;
     cudaError_t ce = cudaSuccess;
     for (int v = 0; v <= n && ce == cudaSuccess; v++) {
         const int i = v % n;
-        auto run = [&] {
-            return cublasLtMatmul(g->lt, p->op, &one, w, p->a, x, p->b, &beta, out, p->c, out, p->c, &res[i].algo,
-                                  g->workspace, g->workspace_size, s);
-        };
+        auto run = [&] { return lt_matmul(g, s, p, &res[i].algo, x, w, out); }; // the call's own beta
         if (run() != CUBLAS_STATUS_SUCCESS) continue; // this algorithm cannot run here after all: not a candidate
         bool ran = (ce = cudaEventRecord(ev[0], s)) == cudaSuccess;
         for (int r = 0; r < REPS && ran; r++) ran = run() == CUBLAS_STATUS_SUCCESS;
@@ -167,9 +171,7 @@ mvl_status mvl_cuda_linear(mvl_cuda_gemm *g, cudaStream_t s, const bf16 *x, int6
     mvl_gemm_plan *p;
     TRY(plan_get(g, s, m, n, k, out_f32, bias, accumulate, x, w, y, &p, err));
     if (bias) CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    const float one = 1.f, beta = accumulate ? 1.f : 0.f;
-    CUBLAS_CHECK(cublasLtMatmul(g->lt, p->op, &one, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo, g->workspace,
-                                g->workspace_size, s));
+    CUBLAS_CHECK(lt_matmul(g, s, p, &p->algo, x, w, y));
     return MVL_OK;
 }
 
