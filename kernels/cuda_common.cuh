@@ -182,9 +182,8 @@ mvl_status mvl_cuda_fill_random_u8(cudaStream_t s, uint8_t *p, int64_t n, uint32
 // mvl_cuda_has_wgmma says yes and mvl_cuda_linear_sm90_ok takes the shape (k % 64 == 0, n % 256 == 0);
 // x, w, y 16-byte aligned, bias 4-byte aligned. The first MVL_EPI_GELU call (or mvl_cuda_sm90_gelu) on a
 // device makes the epilogue's GELU table there (128 KB, kept for the process) and synchronizes its stream
-// once, so it must not be inside a graph capture. MVL_EPI_RESID adds: y = bf16(y + bf16(acc + bias)), the
-// residual sum rounded twice as the reference's `residual + hidden_states` (a TMA reduce-add store).
-enum { MVL_EPI_NONE = 0, MVL_EPI_GELU = 1, MVL_EPI_RESID = 2 };
+// once, so it must not be inside a graph capture.
+enum { MVL_EPI_NONE = 0, MVL_EPI_GELU = 1 };
 bool mvl_cuda_linear_sm90_ok(int64_t m, int64_t k, int64_t n);
 mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
                                 const bf16 *bias, bf16 *y, int epi, mvl_error *err);

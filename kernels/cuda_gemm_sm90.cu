@@ -8,7 +8,7 @@
 //   64c.., one m64n256 wgmma per k16); after a tile's main loop each thread writes acc + bias, rounded to
 //   bf16, into 4 staging slots (its warpgroup's 64 x 256 tile as 64 x 64 blocks) and starts the next tile;
 // - warps 1..3 (out warps): during the next main loop, each takes whole staged blocks, applies the GELU in
-//   place and TMA-stores them (MVL_EPI_RESID: a TMA reduce-add store, so y += the block in bf16).
+//   place and TMA-stores them.
 // The GELU is a lookup in a table of its bf16 result for each of the 65536 bf16 inputs (made by
 // mvl_gelu_erf, so the pass's bits), 128 KB of device memory read through the texture path: the entries in
 // use (a few thousand) stay in the L1 cache beside the shared memory, and a value costs ~3.5 SASS
@@ -36,9 +36,6 @@
 //   this table 0.467-0.474, the same table through ld.global.nc (64-bit addresses, ~4 instructions a
 //   value) 0.509-0.531, this table looked up by the consumers while staging 0.680; outputs 3x wider
 //   (more inputs in use): 0.487-0.504, 0.469-0.481, 0.509, 0.680. All bit-identical to cuBLASLt + the pass.
-// One run (H100, bench 64, ms per call; cuBLASLt's candidates timed): qkv (N 3072) ours 0.327-0.328, cuBLASLt
-// 0.323; out_proj + residual (N 1024, K 1024) 0.130 vs 0.117; fc2 + residual (K 4096) 0.407 vs 0.398; fc1
-// no GELU 0.433 vs 0.421-0.424, with the GELU 0.463-0.465 vs cuBLASLt + pass 0.632-0.638.
 // The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
 // producer as soon as the warpgroup's own MMAs on it are done.
 #include <mutex>
@@ -149,7 +146,7 @@ __global__ void __launch_bounds__(THREADS, 1)
                 if ((it * 2 * SLOTS + b) % OUT_WARPS != ow || m0 + 64 * c >= m) continue;
                 uint8_t *buf = out_slots + o * OUT_SLOT;
                 mbar_wait(&slot_full[o], it & 1);
-                if (EPI == MVL_EPI_GELU) {
+                if (EPI != MVL_EPI_NONE) {
                     // elementwise, so the staging layout does not matter: CHUNKS 16-byte chunks per lane and step
                     uint4 *b4 = reinterpret_cast<uint4 *>(buf) + lane;
 #pragma unroll 1
@@ -165,10 +162,7 @@ __global__ void __launch_bounds__(THREADS, 1)
                 }
                 __syncwarp();
                 if (lane == 0) {
-                    if (EPI == MVL_EPI_RESID)
-                        tma_reduce_add_2d(&ty, buf, n0 + 64 * q, m0 + 64 * c);
-                    else
-                        tma_store_2d(&ty, buf, n0 + 64 * q, m0 + 64 * c);
+                    tma_store_2d(&ty, buf, n0 + 64 * q, m0 + 64 * c);
                     bulk_commit();
                     bulk_wait_read<0>();
                     mbar_arrive(&slot_empty[o]);
@@ -238,7 +232,7 @@ __global__ void __launch_bounds__(THREADS, 1)
                     pack_bf16(acc[4 * j + 2] + b.x, acc[4 * j + 3] + b.y);
             }
             // with no GELU the out warps only store, so the writers fence for the TMA themselves
-            if (EPI != MVL_EPI_GELU) fence_proxy_async();
+            if (EPI == MVL_EPI_NONE) fence_proxy_async();
             __syncwarp();
             if (lane == 0) mbar_arrive(&slot_full[c * SLOTS + q]);
         }
@@ -351,11 +345,8 @@ mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_
     if (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y) % 16 || (uintptr_t)bias % 4)
         return mvl_fail(err, MVL_ERR_ARG, "%s:%d: mvl_cuda_linear_sm90 needs 16-byte aligned x, w, y", __FILE__,
                         __LINE__);
-    switch (epi) {
-    case MVL_EPI_GELU: return launch<MVL_EPI_GELU>(s, x, m, k, w, n, bias, y, err);
-    case MVL_EPI_RESID: return launch<MVL_EPI_RESID>(s, x, m, k, w, n, bias, y, err);
-    default: return launch<MVL_EPI_NONE>(s, x, m, k, w, n, bias, y, err);
-    }
+    return epi == MVL_EPI_GELU ? launch<MVL_EPI_GELU>(s, x, m, k, w, n, bias, y, err)
+                               : launch<MVL_EPI_NONE>(s, x, m, k, w, n, bias, y, err);
 }
 
 mvl_status mvl_cuda_sm90_gelu(cudaStream_t s, const bf16 *x, bf16 *y, int64_t n, mvl_error *err) {

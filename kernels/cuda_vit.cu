@@ -707,21 +707,18 @@ static mvl_status mark(mvl_cuda_vit *v, int stage, mvl_error *err) {
     return MVL_OK;
 }
 
-// A bf16 Linear of the layer, profiled as `stage`: y = epi(x . w^T + bias), MVL_EPI_NONE, MVL_EPI_GELU (the
-// Linear's output rounded to bf16 first) or MVL_EPI_RESID (y += bf16(x . w^T + bias), rounded again). The
-// GELU runs fused on the sm_90a GEMM where it takes the shape (the same bits as cuBLASLt + mvl_cuda_gelu:
-// test_gpu_gemm_sm90), else as a pass profiled as ST_GELU. The other epilogues stay on cuBLASLt (beta = 1
-// for the residual): at the ViT's shapes it is 1.5-11% faster than our GEMM (H100, test_gpu_gemm_sm90
-// bench 64: qkv 0.323 vs 0.328 ms, out_proj 0.117 vs 0.130, fc2 0.398 vs 0.407).
-static mvl_status linear_epi(mvl_cuda_vit *v, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
-                             const bf16 *bias, bf16 *y, int epi, int stage, mvl_error *err) {
-    if (epi == MVL_EPI_GELU && v->gemm_sm90 && mvl_cuda_linear_sm90_ok(m, k, n)) {
-        TRY(mvl_cuda_linear_sm90(v->stream, x, m, k, w, n, bias, y, epi, err));
-        return mark(v, stage, err);
+// y = GELU(x . w^T + bias) with the Linear's output rounded to bf16 first:
+// one kernel where the sm_90a GEMM takes the shape (the same bits as
+// cuBLASLt + mvl_cuda_gelu: test_gpu_gemm_sm90), else those two. Profiled as
+// ST_FC1 then ST_GELU.
+static mvl_status linear_gelu(mvl_cuda_vit *v, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
+                              const bf16 *bias, bf16 *y, mvl_error *err) {
+    if (v->gemm_sm90 && mvl_cuda_linear_sm90_ok(m, k, n)) {
+        TRY(mvl_cuda_linear_sm90(v->stream, x, m, k, w, n, bias, y, MVL_EPI_GELU, err));
+        return mark(v, ST_FC1, err);
     }
-    TRY(linear(v, x, m, k, w, n, bias, y, 0, epi == MVL_EPI_RESID, err));
-    TRY(mark(v, stage, err));
-    if (epi != MVL_EPI_GELU) return MVL_OK;
+    TRY(linear(v, x, m, k, w, n, bias, y, 0, 0, err));
+    TRY(mark(v, ST_FC1, err));
     TRY(mvl_cuda_gelu(v->stream, y, m * n, err));
     return mark(v, ST_GELU, err);
 }
@@ -749,7 +746,8 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
     const float scale = 1.0f / sqrtf((float)hd);
     for (int l = 0; l < v->n_layers; l++) {
         const mvl_cuda_vit::Layer &L = v->layers[l];
-        TRY(linear_epi(v, v->xn, T, V, L.qkv_w, 3 * V, L.qkv_b, v->qkv, MVL_EPI_NONE, ST_QKV, err));
+        TRY(linear(v, v->xn, T, V, L.qkv_w, 3 * V, L.qkv_b, v->qkv, 0, 0, err));
+        TRY(mark(v, ST_QKV, err));
         if (v->attn_sm90) {
             TRY(mvl_cuda_vit_attn_sm90(s, v->qkv, v->attn, n, v->n_tok, (int)heads, scale, err));
         } else if (hd == FA_D) {
@@ -761,14 +759,16 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
         LAUNCH_CHECK();
         TRY(mark(v, ST_ATTN, err));
         // out_proj + bias + residual (beta = 1), then layer_norm2
-        TRY(linear_epi(v, v->attn, T, V, L.o_w, V, L.o_b, v->resid, MVL_EPI_RESID, ST_O, err));
+        TRY(linear(v, v->attn, T, V, L.o_w, V, L.o_b, v->resid, 0, 1, err));
+        TRY(mark(v, ST_O, err));
         k_layernorm<<<ln_blocks, 32 * rows_per_block, 0, s>>>(v->resid, L.ln2_w, L.ln2_b, v->eps, (int)V, T, v->xn);
         LAUNCH_CHECK();
         TRY(mark(v, ST_LN, err));
         // fc1 + the exact GELU (vision.md §1.2): fused on Hopper, else a pass
-        TRY(linear_epi(v, v->xn, T, V, L.fc1_w, I, L.fc1_b, v->h1, MVL_EPI_GELU, ST_FC1, err));
+        TRY(linear_gelu(v, v->xn, T, V, L.fc1_w, I, L.fc1_b, v->h1, err));
         // fc2 + bias + residual, then the next layer's layer_norm1
-        TRY(linear_epi(v, v->h1, T, I, L.fc2_w, V, L.fc2_b, v->resid, MVL_EPI_RESID, ST_FC2, err));
+        TRY(linear(v, v->h1, T, I, L.fc2_w, V, L.fc2_b, v->resid, 0, 1, err));
+        TRY(mark(v, ST_FC2, err));
         if (l + 1 < v->n_layers) {
             const mvl_cuda_vit::Layer &N = v->layers[l + 1];
             k_layernorm<<<ln_blocks, 32 * rows_per_block, 0, s>>>(v->resid, N.ln1_w, N.ln1_b, v->eps, (int)V, T,
@@ -877,7 +877,7 @@ extern "C" mvl_status mvl_cuda_vit_encode(mvl_cuda_vit *v, const uint8_t *tiles,
     k_select<<<mvl_grid_for(M * V / 8, 256), 256, 0, v->stream>>>(v->resid, v->n_tok, (int)V, M * V / 8, v->xn);
     LAUNCH_CHECK();
     // Projector (§2): token-wise on every tile, thumbnail included, before packing.
-    TRY(linear_epi(v, v->xn, M, V, v->p1_w, D, v->p1_b, v->proj1, MVL_EPI_GELU, ST_FC1, err));
+    TRY(linear_gelu(v, v->xn, M, V, v->p1_w, D, v->p1_b, v->proj1, err));
     TRY(linear(v, v->proj1, M, D, v->p2_w, D, v->p2_b, v->proj2, 0, 0, err));
     int64_t off = 0;
     int first = 0;
