@@ -217,6 +217,13 @@ __device__ __forceinline__ void tma_store_2d(const CUtensorMap *map, const void 
                  "r"(smem_u32(src)), "r"(c0), "r"(c1)
                  : "memory");
 }
+// Four 8 x 8 bf16 matrices in the mma fragment layout (register i holds matrix i; lane l its row l / 4,
+// columns 2 (l % 4), +1) to shared memory, where lane l gives the address of row l % 8 of matrix l / 8.
+__device__ __forceinline__ void stsm_x4(void *p, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(smem_u32(p)), "r"(r0),
+                 "r"(r1), "r"(r2), "r"(r3)
+                 : "memory");
+}
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 // Until at most N of this thread's committed bulk groups still read shared memory.
 template <int N> __device__ __forceinline__ void bulk_wait_read() {
