@@ -36,6 +36,13 @@
 //   this table 0.467-0.474, the same table through ld.global.nc (64-bit addresses, ~4 instructions a
 //   value) 0.509-0.531, this table looked up by the consumers while staging 0.680; outputs 3x wider
 //   (more inputs in use): 0.487-0.504, 0.469-0.481, 0.509, 0.680. All bit-identical to cuBLASLt + the pass.
+// Tried on an H100 and dropped (bench 64, ms per call; BENCHMARKS.md, CUDA vision session 7): 2-CTA clusters
+// multicasting the w tile (qkv 0.331 vs 0.328: L2 traffic is not the limit; remote arrives with
+// .release.cluster made it 2.5x slower); ping-pong warpgroups on their own 128 x 128 tiles, 4 stages of 32 KB,
+// main loops alternating (a parity wait cannot tell stage phase u from u - 2): fc1 without GELU 0.50 vs 0.43;
+// the second warpgroup started 1-3 k blocks late so the epilogues overlap a main loop: no change; a LayerNorm
+// folded into the epilogue (one more FMA per element): +4% at qkv and fc1; a TMA reduce-add residual store:
+// out_proj 0.130 vs cuBLASLt 0.117.
 // The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
 // producer as soon as the warpgroup's own MMAs on it are done.
 #include <mutex>
