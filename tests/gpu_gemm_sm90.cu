@@ -5,7 +5,7 @@
  *   for NaN); the tanh GELU (cuBLASLt's epilogue) must not, so that comparison can fail.
  * - Shapes: the ViT's fc1 (N 4096, K 1024) at 1, 19 and 64 tiles of 577 tokens (M 577, 10963, 36928: the
  *   last row block partial, at 36928 half of it past M), an odd M with a small N and K, one without bias,
- *   tile-mapping edges (M 100 and 129 at N 256 and K 64; N 17920, more n tiles than SMs), and one with
+ *   tile-mapping edges (M 100 and 129 at N 256 and K 64; M 300 x N 17920: 210 tiles, more than SMs), and one with
  *   outputs up to ~40. Random bf16 inputs, fresh per case; the output is poisoned with NaN
  *   before each launch, so an unwritten element fails.
  * - Bars: ours with GELU == ours without GELU followed by the GELU pass, bit for bit (the epilogue itself);
@@ -319,7 +319,8 @@ int main(int argc, char **argv) {
         fails += check(&g, 333, 512, 192, true, true, 1, 303);
         fails += check(&g, 129, 768, 64, false, false, 1, 404);
         /* tile-mapping edges: M < 128 with the only n tile and one k block, M 129 likewise (the second row
-         * block one row), and 70 n tiles, more than SMs (CTAs take a second tile, in the partial last row block) */
+         * block one row), and 3 x 70 tiles, more than SMs (CTAs take a second tile, some in the partial last row
+         * block) */
         fails += check(&g, 100, 256, 64, true, true, 1, 414);
         fails += check(&g, 129, 256, 64, true, true, 1, 424);
         fails += check(&g, 300, 17920, 64, true, true, 1, 434);
