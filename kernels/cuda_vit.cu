@@ -491,7 +491,7 @@ struct mvl_cuda_vit {
     int64_t packed_cap;
     int last_n = 0;
     bool attn_sm90 = false; // head size 64 on the Hopper attention kernel (cuda_vit_attn_sm90.cu)
-    bool gemm_sm90 = false; // fc1 and linear_1 with the GELU fused, where the shape allows (cuda_gemm_sm90.cu)
+    bool gemm_sm90 = false; // q/k/v, fc1 and linear_1 (GELU fused) where the shape allows (cuda_gemm_sm90.cu)
     // profiling: one event after each stage of a forward while prof_on
     bool prof_on = false;
     std::vector<cudaEvent_t> prof_ev;
@@ -746,7 +746,12 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
     const float scale = 1.0f / sqrtf((float)hd);
     for (int l = 0; l < v->n_layers; l++) {
         const mvl_cuda_vit::Layer &L = v->layers[l];
-        TRY(linear(v, v->xn, T, V, L.qkv_w, 3 * V, L.qkv_b, v->qkv, 0, 0, err));
+        // q, k, v: the sm_90a GEMM where it takes the shape (H100, 64 tiles, same runs: 8.93-9.04 ms against
+        // cuBLASLt's 9.02-9.19, BENCHMARKS.md)
+        if (v->gemm_sm90 && mvl_cuda_linear_sm90_ok(T, V, 3 * V))
+            TRY(mvl_cuda_linear_sm90(s, v->xn, T, V, L.qkv_w, 3 * V, L.qkv_b, v->qkv, MVL_EPI_NONE, err));
+        else
+            TRY(linear(v, v->xn, T, V, L.qkv_w, 3 * V, L.qkv_b, v->qkv, 0, 0, err));
         TRY(mark(v, ST_QKV, err));
         if (v->attn_sm90) {
             TRY(mvl_cuda_vit_attn_sm90(s, v->qkv, v->attn, n, v->n_tok, (int)heads, scale, err));
