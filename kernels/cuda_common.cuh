@@ -75,6 +75,27 @@ static inline int mvl_grid_for(int64_t n, int block) {
     return (int)std::min<int64_t>(std::max<int64_t>(b, 1), 132 * 32);
 }
 
+// ---- programmatic dependent launch (sm_90) --------------------------------------------
+// A kernel launched by mvl_cuda_launch_pdl may start while the stream's previous kernel finishes: its CTAs take
+// SMs that kernel has left and do their set-up (barriers, descriptors), then wait in pdl_wait until it has
+// completed and its memory is visible. Such a kernel calls pdl_wait in every thread before it touches memory an
+// earlier kernel writes or reads (then its completion also implies theirs, which the next kernel relies on), and
+// pdl_trigger to let the next one start early. Both are no-ops in a kernel launched plainly.
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+template <typename... KArgs, typename... Args>
+mvl_status mvl_cuda_launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                               mvl_error *err, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr, cfg.numAttrs = 1;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...));
+    return MVL_OK;
+}
+
 // ---- PTX helpers (sm_80+ instructions, used on sm_90) ---------------------------------
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }

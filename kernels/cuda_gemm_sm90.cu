@@ -121,6 +121,8 @@ __global__ void __launch_bounds__(THREADS, 1)
         mbar_fence_init();
     }
     __syncthreads();
+    pdl_wait();
+    pdl_trigger();
 
     if (wg == 0) {
         if (warp == 0) {
@@ -326,10 +328,8 @@ mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf1
     TRY(mvl_cuda_sm_count(&sms, err));
     CUDA_CHECK(cudaFuncSetAttribute(k_gemm_sm90<EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
     const int64_t tiles = (m + BM - 1) / BM * (n / TN);
-    k_gemm_sm90<EPI><<<(unsigned)std::min<int64_t>(tiles, sms), THREADS, SMEM, s>>>(tx, tw, ty, bias, lut, (int)m,
-                                                                                   (int)n, (int)k);
-    LAUNCH_CHECK();
-    return MVL_OK;
+    return mvl_cuda_launch_pdl(k_gemm_sm90<EPI>, dim3((unsigned)std::min<int64_t>(tiles, sms)), dim3(THREADS), SMEM, s,
+                               err, tx, tw, ty, bias, lut, (int)m, (int)n, (int)k);
 }
 
 // The fused epilogue's GELU on n8 16-byte chunks, CHUNKS per thread and step.

@@ -167,6 +167,8 @@ __global__ void k_layernorm(const bf16 *x_in, const float *w, const float *b, fl
                             bf16 *y) {
     const int lane = threadIdx.x & 31, nvec = dim / 8;
     const int64_t row = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32;
+    pdl_wait();
+    pdl_trigger();
     if (row >= rows) return;
     float x[ROW_VECS][8];
     row_load(x_in + row * dim, nvec, lane, x);
@@ -766,8 +768,8 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
         // out_proj + bias + residual (beta = 1), then layer_norm2
         TRY(linear(v, v->attn, T, V, L.o_w, V, L.o_b, v->resid, 0, 1, err));
         TRY(mark(v, ST_O, err));
-        k_layernorm<<<ln_blocks, 32 * rows_per_block, 0, s>>>(v->resid, L.ln2_w, L.ln2_b, v->eps, (int)V, T, v->xn);
-        LAUNCH_CHECK();
+        TRY(mvl_cuda_launch_pdl(k_layernorm, dim3(ln_blocks), dim3(32 * rows_per_block), 0, s, err, v->resid, L.ln2_w,
+                                L.ln2_b, v->eps, (int)V, T, v->xn));
         TRY(mark(v, ST_LN, err));
         // fc1 + the exact GELU (vision.md §1.2): fused on Hopper, else a pass
         TRY(linear_gelu(v, v->xn, T, V, L.fc1_w, I, L.fc1_b, v->h1, err));
@@ -776,9 +778,8 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
         TRY(mark(v, ST_FC2, err));
         if (l + 1 < v->n_layers) {
             const mvl_cuda_vit::Layer &N = v->layers[l + 1];
-            k_layernorm<<<ln_blocks, 32 * rows_per_block, 0, s>>>(v->resid, N.ln1_w, N.ln1_b, v->eps, (int)V, T,
-                                                                  v->xn);
-            LAUNCH_CHECK();
+            TRY(mvl_cuda_launch_pdl(k_layernorm, dim3(ln_blocks), dim3(32 * rows_per_block), 0, s, err, v->resid,
+                                    N.ln1_w, N.ln1_b, v->eps, (int)V, T, v->xn));
             TRY(mark(v, ST_LN, err));
         }
     }

@@ -433,6 +433,8 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
         mbar_fence_init();
     }
     __syncthreads();
+    pdl_wait();
+    pdl_trigger();
 
     if (warp >= 4 * NWG) { // producer warpgroup: per unit its Q tiles, then its K/V blocks
         warpgroup_reg_dealloc<SH::PROD_REG>();
@@ -518,6 +520,8 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB, PCORE>::THREADS, 1)
         mbar_fence_init();
     }
     __syncthreads();
+    pdl_wait();
+    pdl_trigger();
 
     if (warp >= 4 * NWG) { // producer warpgroup: per unit the first Q tiles, the K/V, the other Q tiles
         warpgroup_reg_dealloc<SH::PROD_REG>();
@@ -612,10 +616,8 @@ mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, const bf16 *qkv, bf
     }
     CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     const int64_t units = RESIDENT ? 1 : (ntok + 64 * NWG - 1) / (64 * NWG), work = units * heads * tiles;
-    k<<<(unsigned)std::min<int64_t>(work, sms), threads, smem, s>>>(map, qkv, out, ntok, heads, (int)tiles,
-                                                                    scale * 1.4426950408889634f);
-    LAUNCH_CHECK();
-    return MVL_OK;
+    return mvl_cuda_launch_pdl(k, dim3((unsigned)std::min<int64_t>(work, sms)), dim3(threads), smem, s, err, map, qkv,
+                               out, ntok, heads, (int)tiles, scale * 1.4426950408889634f);
 }
 
 // mvl_cuda_vit_attn_sm90_variant on a device of `sms` SMs.
