@@ -411,7 +411,8 @@ __device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8
 template <int NWG, AtTail TAIL>
 __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
     k_vit_attn_stream(const __grid_constant__ CUtensorMap qkv_map, const bf16 *__restrict__ /* qkv: unused */,
-                      bf16 *__restrict__ out, int ntok, int heads, int tiles, float scale_log2) {
+                      bf16 *__restrict__ out, int ntok, int heads, int tiles, float scale_log2, int /* nwhole */,
+                      int /* nparts */) {
     typedef AtShape<NWG, AT_NST> SH;
     constexpr int BM = 64 * NWG;
     extern __shared__ uint8_t at_smem_raw[];
@@ -485,18 +486,33 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
     }
 }
 
-// Resident kernel: work unit w = (head, tile), nkb <= AT_RES_NKB. The nqp
+// Resident kernel: work unit = (head, tile), nkb <= AT_RES_NKB. The nqp
 // query blocks that run as wgmma passes (all nkb, or nkb - 1 when the last
 // one goes to at_core_rows): consumer warpgroup g takes the blocks g, g +
-// NWG, ... (its Q tiles double-buffered) and releases each K/V tile on its
-// last pass, so the producer refills it with the next unit's block while that
-// pass runs. PCORE (the unit has core rows): the producer warpgroup's
-// AT_PCW spare warps compute them from each tile as it lands, and the tiles
-// wait for their arrivals too.
+// NWG, ... (pass p: block NWG p + g; its Q tiles double-buffered) and
+// releases each K/V tile on its last pass, so the producer refills it with
+// the next unit's block while that pass runs. PCORE (the unit has core rows):
+// the producer warpgroup's AT_PCW spare warps compute them from each tile as
+// it lands, and the tiles wait for their arrivals too. The CTAs take the
+// first nwhole (head, tile) pairs whole; each later one comes as nparts units
+// of consecutive passes (at_unit), so that a last round of few pairs still
+// fills the SMs (19 tiles: 304 pairs = 2 rounds of 132 and 40 left, which
+// as 120 one-pass units take a third of a round). Every unit loads its K/V.
+struct AtUnit {
+    int h, tile, p0, p1; // passes p0 .. p1 - 1 of (head, tile)
+    bool core;           // with the core rows (the pair's last unit)
+};
+__device__ __forceinline__ AtUnit at_unit(int w, int heads, int nwhole, int nparts, int passes) {
+    if (w < nwhole) return AtUnit{w % heads, w / heads, 0, passes, true};
+    const int pair = nwhole + (w - nwhole) / nparts, part = (w - nwhole) % nparts;
+    return AtUnit{pair % heads, pair / heads, part * passes / nparts, (part + 1) * passes / nparts, part == nparts - 1};
+}
+
 template <int NWG, AtTail TAIL, bool PCORE>
 __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB, PCORE>::THREADS, 1)
     k_vit_attn_resident(const __grid_constant__ CUtensorMap qkv_map, const bf16 *__restrict__ qkv,
-                        bf16 *__restrict__ out, int ntok, int heads, int tiles, float scale_log2) {
+                        bf16 *__restrict__ out, int ntok, int heads, int tiles, float scale_log2, int nwhole,
+                        int nparts) {
     typedef AtShape<NWG, AT_RES_NKB, PCORE> SH;
     extern __shared__ uint8_t at_smem_raw[];
     __shared__ uint64_t full[AT_RES_NKB], empty[AT_RES_NKB], qfull[NWG][2], qempty[NWG][2];
@@ -505,7 +521,8 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB, PCORE>::THREADS, 1)
     uint8_t *sK = sQ + 2 * NWG * AT_TILE, *sV = sK + AT_RES_NKB * AT_TILE;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int nkb = (ntok + AT_BN - 1) / AT_BN, ncore = at_core_nrows(ntok), nqp = nkb - (ncore > 0);
-    const int64_t nwork = (int64_t)heads * tiles;
+    const int passes = (nqp + NWG - 1) / NWG; // per warpgroup, of a whole pair
+    const int nwork = nwhole + (heads * tiles - nwhole) * nparts; // (< 2^31: at_launch)
     if (threadIdx.x == 0) {
         for (int b = 0; b < AT_RES_NKB; b++) {
             mbar_init(&full[b], 1);
@@ -536,24 +553,32 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB, PCORE>::THREADS, 1)
                 npass[g]++;
             };
             int u = 0;
-            for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
-                const int h = (int)(w % heads), tile = (int)(w / heads);
-                for (int g = 0; g < NWG && g < nqp; g++) load_q(g, g, h, tile);
+            for (int w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
+                const AtUnit un = at_unit(w, heads, nwhole, nparts, passes);
+                const int qb0 = NWG * un.p0, qb1 = min(nqp, NWG * un.p1); // the unit's query blocks
+                for (int qb = qb0; qb < qb1 && qb < qb0 + NWG; qb++) load_q(qb % NWG, qb, un.h, un.tile);
                 for (int i = 0; i < nkb; i++) { // at_pass's order: the last block first
                     const int b = i == 0 ? nkb - 1 : i - 1;
                     if (u >= 1) mbar_wait(&empty[b], (u - 1) & 1);
                     mbar_arrive_expect_tx(&full[b], 2 * AT_TILE); // out-of-range rows count too (zero-filled)
-                    tma_load_3d(sK + b * AT_TILE, &qkv_map, &full[b], (heads + h) * AT_D, b * AT_BN, tile);
-                    tma_load_3d(sV + b * AT_TILE, &qkv_map, &full[b], (2 * heads + h) * AT_D, b * AT_BN, tile);
+                    tma_load_3d(sK + b * AT_TILE, &qkv_map, &full[b], (heads + un.h) * AT_D, b * AT_BN, un.tile);
+                    tma_load_3d(sV + b * AT_TILE, &qkv_map, &full[b], (2 * heads + un.h) * AT_D, b * AT_BN, un.tile);
                 }
-                for (int qb = NWG; qb < nqp; qb++) load_q(qb % NWG, qb, h, tile);
+                for (int qb = qb0 + NWG; qb < qb1; qb++) load_q(qb % NWG, qb, un.h, un.tile);
             }
         } else if (PCORE && warp <= 4 * NWG + AT_PCW) { // the core rows of every unit
             int u = 0;
-            for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
-                const int h = (int)(w % heads), tile = (int)(w / heads);
-                at_core_q_fetch(qkv, tile, h, nqp * 64, ncore, ntok, heads, 4 * NWG + 1, core_scr);
-                at_core_rows(out, sK, sV, tile, h, nqp * 64, ncore, ntok, heads, scale_log2, 4 * NWG + 1, full,
+            for (int w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
+                const AtUnit un = at_unit(w, heads, nwhole, nparts, passes);
+                if (!un.core) { // keep the barrier counts
+                    for (int b = 0; b < nkb; b++) {
+                        mbar_wait(&full[b], u & 1);
+                        mbar_arrive_if0(&empty[b], lane);
+                    }
+                    continue;
+                }
+                at_core_q_fetch(qkv, un.tile, un.h, nqp * 64, ncore, ntok, heads, 4 * NWG + 1, core_scr);
+                at_core_rows(out, sK, sV, un.tile, un.h, nqp * 64, ncore, ntok, heads, scale_log2, 4 * NWG + 1, full,
                              empty, u & 1, core_scr);
             }
         }
@@ -563,18 +588,19 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB, PCORE>::THREADS, 1)
     const int wg = warp >> 2, tail = ntok - (nkb - 1) * AT_BN;
     const uint64_t dk0 = wgmma_desc(sK, 0, 1024), dv0 = wgmma_desc(sV, 1024, 1024);
     int np = 0, u = 0; // passes and units so far
-    for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
-        const int h = (int)(w % heads), tile = (int)(w / heads);
+    for (int w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
+        const AtUnit un = at_unit(w, heads, nwhole, nparts, passes);
+        const int h = un.h, tile = un.tile, qb1 = min(nqp, NWG * un.p1);
         auto slot = [&](int i) { return make_int2(i == 0 ? nkb - 1 : i - 1, u & 1); }; // tile b holds block b
-        if (wg >= nqp) { // no wgmma pass in this unit: keep the barrier counts
+        if (NWG * un.p0 + wg >= qb1) { // no wgmma pass in this unit: keep the barrier counts
             for (int b = 0; b < nkb; b++) {
                 mbar_wait(&full[b], u & 1);
                 mbar_arrive_if0(&empty[b], lane);
             }
             continue;
         }
-        for (int qb = wg; qb < nqp; qb += NWG) {
-            const bool last = qb + NWG >= nqp; // the last pass releases the K/V tiles
+        for (int qb = NWG * un.p0 + wg; qb < qb1; qb += NWG) {
+            const bool last = qb + NWG >= qb1; // the last pass releases the K/V tiles
             const int qs = np & 1;
             float o[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 #pragma unroll
@@ -595,7 +621,7 @@ mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, const bf16 *qkv, bf
                      int heads, float scale, int sms, mvl_error *err) {
     const int tail = ntok - (ntok - 1) / AT_BN * AT_BN; // keys of the last block, 1..64
     const AtTail tk = tail == AT_BN ? AT_TAIL_NONE : tail <= 16 && ntok > AT_BN ? AT_TAIL_16 : AT_TAIL_MASK;
-    void (*k)(const CUtensorMap, const bf16 *, bf16 *, int, int, int, float);
+    void (*k)(const CUtensorMap, const bf16 *, bf16 *, int, int, int, float, int, int);
     int threads, smem;
     if (RESIDENT && at_core_nrows(ntok) > 0) { // (then tail <= 16: AT_TAIL_16, or AT_TAIL_MASK in one block)
         typedef AtShape<NWG, AT_RES_NKB, true> S;
@@ -615,9 +641,17 @@ mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, const bf16 *qkv, bf
         threads = S::THREADS, smem = S::SMEM;
     }
     CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    const int64_t units = RESIDENT ? 1 : (ntok + 64 * NWG - 1) / (64 * NWG), work = units * heads * tiles;
+    const int64_t units = RESIDENT ? 1 : (ntok + 64 * NWG - 1) / (64 * NWG), pairs = units * heads * tiles;
+    // resident: the pairs of a last, partial round split into up to one unit per pass (k_vit_attn_resident)
+    const int passes = (((ntok + AT_BN - 1) / AT_BN - (at_core_nrows(ntok) > 0)) + NWG - 1) / NWG;
+    const int64_t left = pairs % sms, nwhole = pairs - left;
+    const int nparts = RESIDENT && left > 0 ? (int)std::max<int64_t>(1, std::min<int64_t>(passes, sms / left)) : 1;
+    const int64_t work = nwhole + left * nparts;
+    if (RESIDENT && work >= (int64_t)1 << 31) // the resident kernel's int unit indices
+        return mvl_fail(err, MVL_ERR_ARG, "CUDA ViT attention: %lld tiles x %d heads is past the kernels' indices",
+                        (long long)tiles, heads);
     return mvl_cuda_launch_pdl(k, dim3((unsigned)std::min<int64_t>(work, sms)), dim3(threads), smem, s, err, map, qkv,
-                               out, ntok, heads, (int)tiles, scale * 1.4426950408889634f);
+                               out, ntok, heads, (int)tiles, scale * 1.4426950408889634f, (int)nwhole, nparts);
 }
 
 // mvl_cuda_vit_attn_sm90_variant on a device of `sms` SMs.
