@@ -43,7 +43,12 @@
 // the second warpgroup started 1-3 k blocks late so the epilogues overlap a main loop: no change; a LayerNorm
 // folded into the epilogue (one more FMA per element): +4% at qkv and fc1; a TMA reduce-add residual store:
 // out_proj 0.130 vs cuBLASLt 0.117; 32-bit table entries (no mask instruction per value): fc1 + GELU 0.472-0.491
-// vs 0.458-0.470, and in the ViT 12.21-12.25 vs 11.76-11.78 ms (twice the cache footprint).
+// vs 0.458-0.470, and in the ViT 12.21-12.25 vs 11.76-11.78 ms (twice the cache footprint). Session 8: the epilogue
+// overlapped with the tensor cores (a tile's last k block and the next tile's first as m64n128 halves, one half staged
+// while the other runs; ptxas serializes a kernel that mixes m64n256 and m64n128, so every k block ran as halves):
+// fc1 without GELU 0.445-0.447 vs 0.431-0.432, qkv 0.333 vs 0.325 (halves without the overlap 0.435-0.443, 0.327);
+// a LayerNorm folded in with its row statistics summed by the consumers from the stages during the MMAs (no LayerNorm
+// pass): the ViT at 64 tiles 45.5-45.9 vs 43.4-43.6 ms (qkv 10.7-11.0 vs 8.8, fc1 15.4-15.9 vs 11.6).
 // The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
 // producer as soon as the warpgroup's own MMAs on it are done.
 #include <mutex>
