@@ -614,6 +614,21 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB, PCORE>::THREADS, 1)
     }
 }
 
+// The resident kernel's split of a last, partial round (k_vit_attn_resident)
+// for `pairs` (tile, head) pairs of `passes` passes per warpgroup: the first
+// nwhole whole, each later one as nparts units of consecutive passes.
+// Returns the passes of the busiest CTA.
+int at_res_split(int64_t pairs, int sms, int passes, int64_t *nwhole, int *nparts) {
+    const int64_t left = pairs % sms;
+    *nwhole = pairs - left;
+    *nparts = left > 0 ? (int)std::max<int64_t>(1, std::min<int64_t>(passes, sms / left)) : 1;
+    return (int)(*nwhole / sms * passes + (left > 0 ? (passes + *nparts - 1) / *nparts : 0));
+}
+// Passes per warpgroup of a whole pair in the resident kernel.
+int at_res_passes(int ntok, int nwg) {
+    return ((ntok + AT_BN - 1) / AT_BN - (at_core_nrows(ntok) > 0) + nwg - 1) / nwg;
+}
+
 // The kernels of mvl_cuda_vit_attn_sm90_variant; grid: one CTA per SM (at
 // most one per work unit).
 template <int NWG, bool RESIDENT>
@@ -642,11 +657,10 @@ mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, const bf16 *qkv, bf
     }
     CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     const int64_t units = RESIDENT ? 1 : (ntok + 64 * NWG - 1) / (64 * NWG), pairs = units * heads * tiles;
-    // resident: the pairs of a last, partial round split into up to one unit per pass (k_vit_attn_resident)
-    const int passes = (((ntok + AT_BN - 1) / AT_BN - (at_core_nrows(ntok) > 0)) + NWG - 1) / NWG;
-    const int64_t left = pairs % sms, nwhole = pairs - left;
-    const int nparts = RESIDENT && left > 0 ? (int)std::max<int64_t>(1, std::min<int64_t>(passes, sms / left)) : 1;
-    const int64_t work = nwhole + left * nparts;
+    int64_t nwhole = pairs;
+    int nparts = 1;
+    if (RESIDENT) at_res_split(pairs, sms, at_res_passes(ntok, NWG), &nwhole, &nparts);
+    const int64_t work = nwhole + (pairs - nwhole) * nparts;
     if (RESIDENT && work >= (int64_t)1 << 31) // the resident kernel's int unit indices
         return mvl_fail(err, MVL_ERR_ARG, "CUDA ViT attention: %lld tiles x %d heads is past the kernels' indices",
                         (long long)tiles, heads);
@@ -691,11 +705,23 @@ mvl_status mvl_cuda_vit_attn_sm90_variant(cudaStream_t s, const bf16 *qkv, bf16 
 
 mvl_status mvl_cuda_vit_attn_sm90(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok, int heads,
                                   float scale, mvl_error *err) {
-    // The resident kernel runs one CTA per (tile, head); with fewer of those
-    // than SMs (one tile: 16) the streaming one, which splits the queries
-    // over 5 CTAs, keeps more SMs busy.
+    // The resident kernel (the default) or the streaming one with 2 consumer
+    // warpgroups, by rounds: the busiest resident CTA runs `res` passes of 64
+    // queries per warpgroup (at_res_split), the busiest streaming CTA `str`
+    // units of 128 queries, and the two take about as long (H100, 577 tokens,
+    // test_gpu_vit_attn, ms per call, streaming / resident: 1 tile 0.0125 /
+    // 0.0155 (1 round / 1 pass), 2 tiles 0.0204 / 0.0161 (2 / 1), 3 tiles
+    // 0.0204 / 0.0245 (2 / 2), 4 tiles 0.0277 / 0.0248 (3 / 2), 8 tiles
+    // 0.0437 / 0.0353 (5 / 3)). Streaming where it needs no more rounds.
     int sms;
     TRY(mvl_cuda_sm_count(&sms, err));
-    const int variant = tiles * heads >= sms ? MVL_VIT_ATTN_SM90_DEFAULT : 0;
+    int variant = MVL_VIT_ATTN_SM90_DEFAULT;
+    if ((ntok + AT_BN - 1) / AT_BN <= AT_RES_NKB) {
+        int64_t nwhole;
+        int nparts;
+        const int res = at_res_split(tiles * heads, sms, at_res_passes(ntok, 3), &nwhole, &nparts);
+        const int64_t str = (tiles * heads * ((ntok + 127) / 128) + sms - 1) / sms;
+        if (str <= res) variant = 0;
+    }
     return attn_run(s, qkv, out, tiles, ntok, heads, scale, variant, sms, err);
 }

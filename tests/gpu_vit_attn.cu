@@ -290,8 +290,8 @@ static bool time_interleaved(cudaStream_t st, const int *ks, int nk, const bf16 
 // where the last query block holds 0 to 17 rows (at most 16: the resident
 // kernel's mma.sync rows; 17: a pass), and the kernel that
 // mvl_cuda_vit_attn_sm90 runs below 132 / 16 tiles (streaming, 2
-// warpgroups) at 1 and 8 tiles. only >= 0: that kernel alone, 3 calls at 577
-// tokens (for a profiler).
+// warpgroups) next to the default at 1 to 8 tiles. only >= 0: that kernel
+// alone, 3 calls at 577 tokens (for a profiler).
 static void timing(cudaStream_t st, int only) {
     mvl_error err = {};
     const int tiles = 64, ntok = 577, heads = 16, reps = 30, max_tok = 593;
@@ -328,11 +328,11 @@ static void timing(cudaStream_t st, int only) {
             const double med = time_kernel(st, kernels[def], dqkv, dout, tiles, n, reps);
             if (med >= 0) printf("%-17d %10.4f %12.2f %10.1f\n", n, med, 24 * med, tflops(n, med));
         }
-        const int few[] = {0}; // the streaming 2-warpgroup kernel
+        const int few[] = {0, def}; // the streaming 2-warpgroup kernel, the default
         const int nf = sizeof few / sizeof few[0];
-        printf("\nat 1 and 8 tiles (interleaved)\n%-17s %6s %6s %10s %8s\n", "kernel", "tiles", "tokens", "ms/call",
+        printf("\nat 1 to 8 tiles (interleaved)\n%-17s %6s %6s %10s %8s\n", "kernel", "tiles", "tokens", "ms/call",
                "/first");
-        for (int nt : {1, 8})
+        for (int nt : {1, 2, 3, 4, 8})
             for (int n : {576, 577}) {
                 double med[nf] = {}, ratio[nf] = {};
                 if (!time_interleaved(st, few, nf, dqkv, dout, nt, n, 30, 10, med, ratio)) continue;
