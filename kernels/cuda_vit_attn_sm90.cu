@@ -715,13 +715,15 @@ mvl_status mvl_cuda_vit_attn_sm90(cudaStream_t s, const bf16 *qkv, bf16 *out, in
     // 0.0437 / 0.0353 (5 / 3)). Streaming where it needs no more rounds.
     int sms;
     TRY(mvl_cuda_sm_count(&sms, err));
-    int variant = MVL_VIT_ATTN_SM90_DEFAULT;
+    // (Past AT_RES_NKB key blocks the default streams too, with 3 warpgroups: then the 2-warpgroup one below one
+    // pair per SM.)
+    int variant = tiles * heads >= sms ? MVL_VIT_ATTN_SM90_DEFAULT : 0;
     if ((ntok + AT_BN - 1) / AT_BN <= AT_RES_NKB) {
         int64_t nwhole;
         int nparts;
         const int res = at_res_split(tiles * heads, sms, at_res_passes(ntok, 3), &nwhole, &nparts);
         const int64_t str = (tiles * heads * ((ntok + 127) / 128) + sms - 1) / sms;
-        if (str <= res) variant = 0;
+        variant = str <= res ? 0 : MVL_VIT_ATTN_SM90_DEFAULT;
     }
     return attn_run(s, qkv, out, tiles, ntok, heads, scale, variant, sms, err);
 }
