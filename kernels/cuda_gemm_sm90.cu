@@ -3,7 +3,11 @@
 // Roles of the 384 threads (one CTA per SM, persistent over a static tile list, n fastest, so the CTAs in
 // flight share a few row blocks of x and all of w in L2):
 // - warp 0, one thread: TMA loads of 64-wide K slices of x and w into 3 shared-memory stages (128-byte
-//   swizzle, the wgmma K-major layout), through full/empty mbarriers;
+//   swizzle, the wgmma K-major layout), through full/empty mbarriers. The CTAs run in clusters of 2 over row
+//   blocks 2t and 2t + 1 at one n0: each loads its own x and half of w, multicast into both, so a stage goes
+//   back once the consumers of both CTAs are done with it (H100, in one run: the ViT at 64 tiles 44.05-44.42
+//   ms against 44.60-44.73 without, 19 tiles 13.78-13.79 against 13.83-13.86; alone, fc1 + GELU 0.443-0.445
+//   against 0.463, qkv 0.319-0.320 against 0.321-0.322);
 // - warpgroups 1 and 2 (consumers): wgmma from shared memory on a 128 x 256 CTA tile (warpgroup c: rows
 //   64c.., one m64n256 wgmma per k16); after a tile's main loop each thread writes acc + bias, rounded to
 //   bf16, into 4 staging slots (its warpgroup's 64 x 256 tile as 64 x 64 blocks) and starts the next tile;
@@ -36,9 +40,9 @@
 //   this table 0.467-0.474, the same table through ld.global.nc (64-bit addresses, ~4 instructions a
 //   value) 0.509-0.531, this table looked up by the consumers while staging 0.680; outputs 3x wider
 //   (more inputs in use): 0.487-0.504, 0.469-0.481, 0.509, 0.680. All bit-identical to cuBLASLt + the pass.
-// Tried on an H100 and dropped (bench 64, ms per call; BENCHMARKS.md, CUDA vision session 7): 2-CTA clusters
-// multicasting the w tile (qkv 0.331 vs 0.328: L2 traffic is not the limit; remote arrives with
-// .release.cluster made it 2.5x slower); ping-pong warpgroups on their own 128 x 128 tiles, 4 stages of 32 KB,
+// Tried on an H100 and dropped (bench 64, ms per call; BENCHMARKS.md, CUDA vision session 7): remote empty
+// arrives with .release.cluster (2.5x slower; in session 7 the clusters measured on par alone, qkv 0.331 vs
+// 0.328, and were not tried in the ViT, where the power cap makes less traffic count); ping-pong warpgroups on their own 128 x 128 tiles, 4 stages of 32 KB,
 // main loops alternating (a parity wait cannot tell stage phase u from u - 2): fc1 without GELU 0.50 vs 0.43;
 // the second warpgroup started 1-3 k blocks late so the epilogues overlap a main loop: no change; a LayerNorm
 // folded into the epilogue (one more FMA per element): +4% at qkv and fc1; a TMA reduce-add residual store:
@@ -51,6 +55,7 @@
 // pass): the ViT at 64 tiles 45.5-45.9 vs 43.4-43.6 ms (qkv 10.7-11.0 vs 8.8, fc1 15.4-15.9 vs 11.6).
 // The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
 // producer as soon as the warpgroup's own MMAs on it are done.
+#include <atomic>
 #include <mutex>
 
 #include "kernels/cuda_common.cuh"
@@ -59,6 +64,7 @@
 namespace {
 
 constexpr int BM = 128, TN = 256; // CTA tile
+constexpr int CL = 2;             // CTAs per cluster: row blocks 2t and 2t + 1 at one n0, w's halves multicast
 constexpr int BK = 64;            // K per stage: one 128-byte swizzle row of bf16
 constexpr int STAGES = 3;
 // warpgroup 0: producer warp + 3 out warps; 1, 2: consumers. 168 registers each: the m64n256 wgmma needs
@@ -117,15 +123,16 @@ __global__ void __launch_bounds__(THREADS, 1)
     uint64_t *full = reinterpret_cast<uint64_t *>(out_slots + 2 * SLOTS * OUT_SLOT + BIAS_BYTES),
              *empty = full + STAGES;
     uint64_t *slot_full = empty + STAGES, *slot_empty = slot_full + 2 * SLOTS;
-    const int n_tiles = n / TN, tiles = (m + BM - 1) / BM * n_tiles, kblocks = k / BK;
+    const int n_tiles = n / TN, tiles = ((m + BM - 1) / BM + CL - 1) / CL * n_tiles, kblocks = k / BK;
     const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int rank = (int)cluster_ctarank(), cid = blockIdx.x / CL, clusters = gridDim.x / CL;
 
     if (threadIdx.x == 0) {
-        for (int s = 0; s < STAGES; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], 8); // 8 consumer warps
+        for (int s = 0; s < STAGES; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], 8 * CL); // consumer warps
         for (int o = 0; o < 2 * SLOTS; o++) mbar_init(&slot_full[o], 4), mbar_init(&slot_empty[o], 1);
         mbar_fence_init();
     }
-    __syncthreads();
+    cluster_sync(); // no multicast lands in a CTA before its barriers are made
     pdl_wait();
     pdl_trigger();
 
@@ -135,16 +142,27 @@ __global__ void __launch_bounds__(THREADS, 1)
             // one thread issues every TMA load, stages in order over the CTA's tiles
             int s = 0;
             uint32_t ph = 0;
-            for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
-                const int m0 = t / n_tiles * BM, n0 = t % n_tiles * TN;
+            for (int t = cid; t < tiles; t += clusters) {
+                int m0 = (t / n_tiles * CL + rank) * BM;
+                const int n0 = t % n_tiles * TN;
+                if (m0 >= m) m0 = 0; // a row block wholly past m: any x, for consumers that skip it
                 for (int kb = 0; kb < kblocks; kb++) {
                     mbar_wait(&empty[s], ph ^ 1); // a fresh barrier passes parity 1 at once
                     uint8_t *st = smem + s * STAGE;
                     mbar_arrive_expect_tx(&full[s], STAGE); // rows past m arrive zero-filled, still counted
                     tma_load_2d(st, &tx, &full[s], kb * BK, m0);
-                    tma_load_2d(st + A_BYTES, &tw, &full[s], kb * BK, n0);
+                    // this CTA's share of w, into every CTA of the cluster (their shares may land first: the
+                    // tx-count goes negative for a while, and the phase cannot complete before this arrive)
+                    tma_load_2d_multicast(st + A_BYTES + rank * (TN / CL) * 128, &tw, &full[s], kb * BK,
+                                          n0 + rank * (TN / CL), (1u << CL) - 1);
                     if (++s == STAGES) s = 0, ph ^= 1;
                 }
+            }
+            // the other CTAs' consumers arrive on this CTA's barriers until their last stage: the CTA (its
+            // shared memory) stays until every stage has come back once more
+            for (int i = 0; i < STAGES; i++) {
+                mbar_wait(&empty[s], ph ^ 1);
+                if (++s == STAGES) s = 0, ph ^= 1;
             }
             return;
         }
@@ -152,8 +170,8 @@ __global__ void __launch_bounds__(THREADS, 1)
         // lane TMA-stores it and hands the slot back once the store has read it
         const int ow = warp - 1;
         int it = 0;
-        for (int t = blockIdx.x; t < tiles; t += gridDim.x, it++) {
-            const int m0 = t / n_tiles * BM, n0 = t % n_tiles * TN;
+        for (int t = cid; t < tiles; t += clusters, it++) {
+            const int m0 = (t / n_tiles * CL + rank) * BM, n0 = t % n_tiles * TN;
             for (int b = 0; b < 2 * SLOTS; b++) {
                 const int c = b % 2, q = b / 2, o = c * SLOTS + q;
                 // the consumers skip a warpgroup tile wholly past m; it is in the CTA's last tile, so the slot
@@ -196,8 +214,8 @@ __global__ void __launch_bounds__(THREADS, 1)
     int s = 0, it = 0;
     uint32_t ph = 0;
     const int ct = threadIdx.x % 128; // (w, l): rows r = 16w + l / 4 and r + 8 of the warpgroup tile
-    for (int t = blockIdx.x; t < tiles; t += gridDim.x, it++) {
-        const int m0 = t / n_tiles * BM + c * 64, n0 = t % n_tiles * TN;
+    for (int t = cid; t < tiles; t += clusters, it++) {
+        const int m0 = (t / n_tiles * CL + rank) * BM + c * 64, n0 = t % n_tiles * TN;
         // a warpgroup tile wholly past m (the last row block of the fc1 at 64 tiles: 36928 = 288.5 * 128)
         // leaves the tensor cores to the other warpgroup
         const bool live = m0 < m;
@@ -220,7 +238,8 @@ __global__ void __launch_bounds__(THREADS, 1)
             // in flight behind the next stage's MMAs would leave the producer a single stage of lead (measured
             // slower); the other warpgroup's MMAs keep the tensor cores busy meanwhile
             wgmma_wait<0>();
-            if (lane == 0) mbar_arrive(&empty[s]);
+            if (lane == 0) // in every CTA of the cluster: each wrote a share of this stage here
+                for (int r = 0; r < CL; r++) mbar_arrive_cluster(&empty[s], r);
             if (kb == 0) bsm[ct] = bpair;
             if (++s == STAGES) s = 0, ph ^= 1;
         }
@@ -323,7 +342,7 @@ mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf1
     CUtensorMap tx, tw, ty;
     const uint64_t dx[2] = {(uint64_t)k, (uint64_t)m}, dw[2] = {(uint64_t)k, (uint64_t)n}, row[1] = {(uint64_t)k * 2};
     const uint64_t dy[2] = {(uint64_t)n, (uint64_t)m}, yrow[1] = {(uint64_t)n * 2};
-    const uint32_t bx[2] = {BK, BM}, bw[2] = {BK, TN}, by[2] = {64, 64};
+    const uint32_t bx[2] = {BK, BM}, bw[2] = {BK, TN / CL}, by[2] = {64, 64};
     TRY(mvl_cuda_tensor_map_bf16(&tx, x, 2, dx, row, bx, err));
     TRY(mvl_cuda_tensor_map_bf16(&tw, w, 2, dw, row, bw, err));
     TRY(mvl_cuda_tensor_map_bf16(&ty, y, 2, dy, yrow, by, err));
@@ -332,9 +351,34 @@ mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf1
     int sms; // of the current device, as the shared-memory limit below
     TRY(mvl_cuda_sm_count(&sms, err));
     CUDA_CHECK(cudaFuncSetAttribute(k_gemm_sm90<EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
-    const int64_t tiles = (m + BM - 1) / BM * (n / TN);
-    return mvl_cuda_launch_pdl(k_gemm_sm90<EPI>, dim3((unsigned)std::min<int64_t>(tiles, sms)), dim3(THREADS), SMEM, s,
-                               err, tx, tw, ty, bias, lut, (int)m, (int)n, (int)k);
+    const int64_t tiles = ((m + BM - 1) / BM + CL - 1) / CL * (n / TN);
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[2];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = CL, attr[0].val.clusterDim.y = 1, attr[0].val.clusterDim.z = 1;
+    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization; // as mvl_cuda_launch_pdl
+    attr[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.blockDim = dim3(THREADS), cfg.dynamicSmemBytes = SMEM, cfg.stream = s, cfg.attrs = attr, cfg.numAttrs = 2;
+    // persistent: as many clusters as can be resident at once (a cluster's CTAs share a GPC), asked of the runtime
+    // once per device
+    int dev;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= MAX_DEVICES)
+        return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: device %d: the sm_90a GEMM covers devices 0..%d", __FILE__,
+                        __LINE__, dev, MAX_DEVICES - 1);
+    static std::atomic<int> resident[MAX_DEVICES];
+    int clusters = resident[dev].load(std::memory_order_relaxed);
+    if (clusters == 0) {
+        cfg.gridDim = dim3(sms / CL * CL);
+        CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, k_gemm_sm90<EPI>, &cfg));
+        if (clusters < 1)
+            return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: no cluster of %d CTAs of the sm_90a GEMM fits device %d",
+                            __FILE__, __LINE__, CL, dev);
+        resident[dev].store(clusters, std::memory_order_relaxed);
+    }
+    cfg.gridDim = dim3((unsigned)(std::min<int64_t>(tiles, clusters) * CL));
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, k_gemm_sm90<EPI>, tx, tw, ty, bias, lut, (int)m, (int)n, (int)k));
+    return MVL_OK;
 }
 
 // The fused epilogue's GELU on n8 16-byte chunks, CHUNKS per thread and step.
