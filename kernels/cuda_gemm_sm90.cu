@@ -40,19 +40,19 @@
 //   this table 0.467-0.474, the same table through ld.global.nc (64-bit addresses, ~4 instructions a
 //   value) 0.509-0.531, this table looked up by the consumers while staging 0.680; outputs 3x wider
 //   (more inputs in use): 0.487-0.504, 0.469-0.481, 0.509, 0.680. All bit-identical to cuBLASLt + the pass.
-// Tried on an H100 and dropped (bench 64, ms per call; BENCHMARKS.md, CUDA vision session 7): remote empty
-// arrives with .release.cluster (2.5x slower; in session 7 the clusters measured on par alone, qkv 0.331 vs
-// 0.328, and were not tried in the ViT, where the power cap makes less traffic count); ping-pong warpgroups on their own 128 x 128 tiles, 4 stages of 32 KB,
-// main loops alternating (a parity wait cannot tell stage phase u from u - 2): fc1 without GELU 0.50 vs 0.43;
-// the second warpgroup started 1-3 k blocks late so the epilogues overlap a main loop: no change; a LayerNorm
-// folded into the epilogue (one more FMA per element): +4% at qkv and fc1; a TMA reduce-add residual store:
-// out_proj 0.130 vs cuBLASLt 0.117; 32-bit table entries (no mask instruction per value): fc1 + GELU 0.472-0.491
-// vs 0.458-0.470, and in the ViT 12.21-12.25 vs 11.76-11.78 ms (twice the cache footprint). Session 8: the epilogue
-// overlapped with the tensor cores (a tile's last k block and the next tile's first as m64n128 halves, one half staged
-// while the other runs; ptxas serializes a kernel that mixes m64n256 and m64n128, so every k block ran as halves):
-// fc1 without GELU 0.445-0.447 vs 0.431-0.432, qkv 0.333 vs 0.325 (halves without the overlap 0.435-0.443, 0.327);
-// a LayerNorm folded in with its row statistics summed by the consumers from the stages during the MMAs (no LayerNorm
-// pass): the ViT at 64 tiles 45.5-45.9 vs 43.4-43.6 ms (qkv 10.7-11.0 vs 8.8, fc1 15.4-15.9 vs 11.6).
+// Tried on an H100 and dropped (bench 64, ms per call; BENCHMARKS.md, CUDA vision session 7): remote empty arrives with
+// .release.cluster (2.5x slower; in session 7 the clusters measured on par alone, qkv 0.331 vs 0.328, and were not
+// tried in the ViT, where the power cap makes less traffic count); ping-pong warpgroups on their own 128 x 128 tiles, 4
+// stages of 32 KB, main loops alternating (a parity wait cannot tell stage phase u from u - 2): fc1 without GELU 0.50
+// vs 0.43; the second warpgroup started 1-3 k blocks late so the epilogues overlap a main loop: no change; a LayerNorm
+// folded into the epilogue (one more FMA per element): +4% at qkv and fc1; a TMA reduce-add residual store: out_proj
+// 0.130 vs cuBLASLt 0.117; 32-bit table entries (no mask instruction per value): fc1 + GELU 0.472-0.491 vs 0.458-0.470,
+// and in the ViT 12.21-12.25 vs 11.76-11.78 ms (twice the cache footprint). Session 8: the epilogue overlapped with the
+// tensor cores (a tile's last k block and the next tile's first as m64n128 halves, one half staged while the other
+// runs; ptxas serializes a kernel that mixes m64n256 and m64n128, so every k block ran as halves): fc1 without GELU
+// 0.445-0.447 vs 0.431-0.432, qkv 0.333 vs 0.325 (halves without the overlap 0.435-0.443, 0.327); a LayerNorm folded in
+// with its row statistics summed by the consumers from the stages during the MMAs (no LayerNorm pass): the ViT at 64
+// tiles 45.5-45.9 vs 43.4-43.6 ms (qkv 10.7-11.0 vs 8.8, fc1 15.4-15.9 vs 11.6).
 // The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
 // producer as soon as the warpgroup's own MMAs on it are done.
 #include <atomic>
