@@ -174,8 +174,8 @@ __global__ void __launch_bounds__(THREADS, 1)
             const int m0 = (t / n_tiles * CL + rank) * BM, n0 = t % n_tiles * TN;
             for (int b = 0; b < 2 * SLOTS; b++) {
                 const int c = b % 2, q = b / 2, o = c * SLOTS + q;
-                // the consumers skip a warpgroup tile wholly past m; it is in the CTA's last tile, so the slot
-                // parities below stay right
+                // the consumers skip a warpgroup tile wholly past m; such tiles are the CTA's last ones (the last
+                // row of clusters), so the slot parities below stay right
                 if ((it * 2 * SLOTS + b) % OUT_WARPS != ow || m0 + 64 * c >= m) continue;
                 uint8_t *buf = out_slots + o * OUT_SLOT;
                 mbar_wait(&slot_full[o], it & 1);
@@ -216,8 +216,8 @@ __global__ void __launch_bounds__(THREADS, 1)
     const int ct = threadIdx.x % 128; // (w, l): rows r = 16w + l / 4 and r + 8 of the warpgroup tile
     for (int t = cid; t < tiles; t += clusters, it++) {
         const int m0 = (t / n_tiles * CL + rank) * BM + c * 64, n0 = t % n_tiles * TN;
-        // a warpgroup tile wholly past m (the last row block of the fc1 at 64 tiles: 36928 = 288.5 * 128)
-        // leaves the tensor cores to the other warpgroup
+        // a warpgroup tile wholly past m (the fc1 at 64 tiles: 36928 = 288.5 * 128 rows, so in the last row of
+        // clusters rank 0's second warpgroup and all of rank 1) skips its MMAs and staging, not the barriers
         const bool live = m0 < m;
         uint32_t *bsm = bias_sm + (c * 2 + (it & 1)) * (TN / 2);
         uint32_t bpair = 0; // this thread's bias pair of the tile, to shared memory after the first k block
