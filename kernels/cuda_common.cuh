@@ -83,15 +83,24 @@ static inline int mvl_grid_for(int64_t n, int block) {
 // pdl_trigger to let the next one start early. Both are no-ops in a kernel launched plainly.
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
 __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+// The launch configuration for cudaLaunchKernelEx (or an occupancy query): programmatic dependent launch allowed,
+// in clusters of `cluster` CTAs along x when cluster > 1. attr holds the attributes cfg points to.
+inline void mvl_cuda_pdl_config(cudaLaunchConfig_t *cfg, cudaLaunchAttribute (&attr)[2], dim3 grid, dim3 block,
+                                size_t smem, cudaStream_t s, unsigned cluster = 1) {
+    *cfg = cudaLaunchConfig_t{};
+    cfg->gridDim = grid, cfg->blockDim = block, cfg->dynamicSmemBytes = smem, cfg->stream = s;
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    attr[1].id = cudaLaunchAttributeClusterDimension;
+    attr[1].val.clusterDim.x = cluster, attr[1].val.clusterDim.y = 1, attr[1].val.clusterDim.z = 1;
+    cfg->attrs = attr, cfg->numAttrs = cluster > 1 ? 2 : 1;
+}
 template <typename... KArgs, typename... Args>
 mvl_status mvl_cuda_launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                                mvl_error *err, Args... args) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr, cfg.numAttrs = 1;
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[2];
+    mvl_cuda_pdl_config(&cfg, attr, grid, block, smem, s);
     CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...));
     return MVL_OK;
 }

@@ -314,13 +314,19 @@ mvl_status gelu_lut_make(GeluLut *l, int dev, cudaStream_t s, mvl_error *err) {
     return MVL_OK;
 }
 
+// The current device, an index into the per-device state below (the GELU table, the resident clusters).
+mvl_status current_device(int *dev, mvl_error *err) {
+    CUDA_CHECK(cudaGetDevice(dev));
+    if (*dev < 0 || *dev >= MAX_DEVICES)
+        return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: device %d: the sm_90a GEMM keeps its state for devices 0..%d",
+                        __FILE__, __LINE__, *dev, MAX_DEVICES - 1);
+    return MVL_OK;
+}
+
 // The current device's table (made on `s` the first time).
 mvl_status gelu_lut_get(cudaStream_t s, cudaTextureObject_t *tex, mvl_error *err) {
     int dev;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    if (dev < 0 || dev >= MAX_DEVICES)
-        return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: device %d: the sm_90a GEMM's GELU table covers devices 0..%d",
-                        __FILE__, __LINE__, dev, MAX_DEVICES - 1);
+    TRY(current_device(&dev, err));
     std::lock_guard<std::mutex> lock(g_luts_mu);
     GeluLut *l = &g_luts[dev];
     if (!l->ready) {
@@ -352,24 +358,16 @@ mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf1
     TRY(mvl_cuda_sm_count(&sms, err));
     CUDA_CHECK(cudaFuncSetAttribute(k_gemm_sm90<EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
     const int64_t tiles = ((m + BM - 1) / BM + CL - 1) / CL * (n / TN);
-    cudaLaunchConfig_t cfg = {};
+    cudaLaunchConfig_t cfg;
     cudaLaunchAttribute attr[2];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = CL, attr[0].val.clusterDim.y = 1, attr[0].val.clusterDim.z = 1;
-    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization; // as mvl_cuda_launch_pdl
-    attr[1].val.programmaticStreamSerializationAllowed = 1;
-    cfg.blockDim = dim3(THREADS), cfg.dynamicSmemBytes = SMEM, cfg.stream = s, cfg.attrs = attr, cfg.numAttrs = 2;
+    mvl_cuda_pdl_config(&cfg, attr, dim3(sms / CL * CL), dim3(THREADS), SMEM, s, CL);
     // persistent: as many clusters as can be resident at once (a cluster's CTAs share a GPC), asked of the runtime
     // once per device
     int dev;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    if (dev < 0 || dev >= MAX_DEVICES)
-        return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: device %d: the sm_90a GEMM covers devices 0..%d", __FILE__,
-                        __LINE__, dev, MAX_DEVICES - 1);
+    TRY(current_device(&dev, err));
     static std::atomic<int> resident[MAX_DEVICES];
     int clusters = resident[dev].load(std::memory_order_relaxed);
     if (clusters == 0) {
-        cfg.gridDim = dim3(sms / CL * CL);
         CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, k_gemm_sm90<EPI>, &cfg));
         if (clusters < 1)
             return mvl_fail(err, MVL_ERR_DEVICE, "%s:%d: no cluster of %d CTAs of the sm_90a GEMM fits device %d",

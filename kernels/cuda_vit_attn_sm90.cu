@@ -498,6 +498,11 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
 // of consecutive passes (at_unit), so that a last round of few pairs still
 // fills the SMs (19 tiles: 304 pairs = 2 rounds of 132 and 40 left, which
 // as 120 one-pass units take a third of a round). Every unit loads its K/V.
+// Passes per warpgroup of a whole (tile, head) pair in the resident kernel: its query blocks but a last one of
+// core rows (at_core_nrows), nwg at a time.
+__host__ __device__ __forceinline__ int at_res_passes(int ntok, int nwg) {
+    return ((ntok + AT_BN - 1) / AT_BN - (at_core_nrows(ntok) > 0) + nwg - 1) / nwg;
+}
 struct AtUnit {
     int h, tile, p0, p1; // passes p0 .. p1 - 1 of (head, tile)
     bool core;           // with the core rows (the pair's last unit)
@@ -521,7 +526,7 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB, PCORE>::THREADS, 1)
     uint8_t *sK = sQ + 2 * NWG * AT_TILE, *sV = sK + AT_RES_NKB * AT_TILE;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int nkb = (ntok + AT_BN - 1) / AT_BN, ncore = at_core_nrows(ntok), nqp = nkb - (ncore > 0);
-    const int passes = (nqp + NWG - 1) / NWG; // per warpgroup, of a whole pair
+    const int passes = at_res_passes(ntok, NWG);
     const int nwork = nwhole + (heads * tiles - nwhole) * nparts; // (< 2^31: at_launch)
     if (threadIdx.x == 0) {
         for (int b = 0; b < AT_RES_NKB; b++) {
@@ -623,10 +628,6 @@ int at_res_split(int64_t pairs, int sms, int passes, int64_t *nwhole, int *npart
     *nwhole = pairs - left;
     *nparts = left > 0 ? (int)std::max<int64_t>(1, std::min<int64_t>(passes, sms / left)) : 1;
     return (int)(*nwhole / sms * passes + (left > 0 ? (passes + *nparts - 1) / *nparts : 0));
-}
-// Passes per warpgroup of a whole pair in the resident kernel.
-int at_res_passes(int ntok, int nwg) {
-    return ((ntok + AT_BN - 1) / AT_BN - (at_core_nrows(ntok) > 0) + nwg - 1) / nwg;
 }
 
 // The kernels of mvl_cuda_vit_attn_sm90_variant; grid: one CTA per SM (at
