@@ -52,7 +52,10 @@
 // runs; ptxas serializes a kernel that mixes m64n256 and m64n128, so every k block ran as halves): fc1 without GELU
 // 0.445-0.447 vs 0.431-0.432, qkv 0.333 vs 0.325 (halves without the overlap 0.435-0.443, 0.327); a LayerNorm folded in
 // with its row statistics summed by the consumers from the stages during the MMAs (no LayerNorm pass): the ViT at 64
-// tiles 45.5-45.9 vs 43.4-43.6 ms (qkv 10.7-11.0 vs 8.8, fc1 15.4-15.9 vs 11.6).
+// tiles 45.5-45.9 vs 43.4-43.6 ms (qkv 10.7-11.0 vs 8.8, fc1 15.4-15.9 vs 11.6). Session 9 (BENCHMARKS.md): out_proj's
+// and fc2's residual + the next LayerNorm in the out warps (row statistics exchanged between the CTAs of a row block
+// through global memory): out_proj 0.31 vs cuBLASLt + residual 0.128 ms, the out warps latency-bound; the residual
+// add alone in the out warps: out_proj on par alone (0.130), the ViT at 64 tiles 44.9-45.3 vs 43.6-43.9 ms.
 // The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
 // producer as soon as the warpgroup's own MMAs on it are done.
 #include <atomic>

@@ -15,10 +15,11 @@
  *   ||ours - f64|| / ||f64|| <= 5e-3 on the
  *   sampled rows (bf16 output rounding alone is ~1.6e-3 rms). A run with the bias left out of ours must
  *   miss the bars.
- * `test_gpu_gemm_sm90 bench [tiles]` times the fc1 shape at `tiles` x 577 rows (default 64) and the qkv
- * shape (N 3072): ours against cuBLASLt with bias, alone and followed by the GELU pass, and the pass alone,
- * each row after a short rest (under sustained load the clocks drift down, which favoured the rows timed
- * first).
+ * `test_gpu_gemm_sm90 bench [tiles] [shape]` times the ViT's GEMM shapes at `tiles` x 577 rows (default 64):
+ * fc1 (N 4096, K 1024), qkv (N 3072), out_proj (N 1024) and fc2 (N 1024, K 4096), or only the named one: ours
+ * against cuBLASLt with bias, alone, followed by the GELU pass (fc1), or with the residual added by its beta = 1
+ * epilogue (out_proj, fc2, as the ViT runs them), and the pass alone, each row after a short rest (under
+ * sustained load the clocks drift down, which favoured the rows timed first).
  * Skipped (77) without a GPU or without sm_90a (wgmma). */
 #include <math.h>
 #include <stdint.h>
@@ -115,9 +116,9 @@ static void bufs_alloc(Bufs *b, int64_t m, int64_t n, int64_t k) {
 static void bufs_free(Bufs *b) { cudaFree(b->x), cudaFree(b->w), cudaFree(b->bias), cudaFree(b->y), cudaFree(b->ref); }
 
 /* The reference on the device: cuBLASLt Linear (+ bias), then the GELU pass. */
-static void run_ref(mvl_cuda_gemm *g, const Bufs *b, bool bias, int epi) {
+static void run_ref(mvl_cuda_gemm *g, const Bufs *b, bool bias, int epi, int accumulate = 0) {
     mvl_error err = {};
-    MV(mvl_cuda_linear(g, 0, b->x, b->m, b->k, b->w, b->n, bias ? b->bias : nullptr, b->ref, 0, 0, &err));
+    MV(mvl_cuda_linear(g, 0, b->x, b->m, b->k, b->w, b->n, bias ? b->bias : nullptr, b->ref, 0, accumulate, &err));
     if (epi != MVL_EPI_NONE) gelu_pass(b->ref, b->m * b->n);
 }
 
@@ -226,6 +227,7 @@ struct BenchCtx {
     mvl_cuda_gemm *g;
     Bufs *b;
     int epi;
+    int accumulate; /* cuBLASLt rows: beta = 1, as the ViT's out_proj and fc2 add the residual */
 };
 
 static void bench_ours(void *p) {
@@ -235,14 +237,15 @@ static void bench_ours(void *p) {
 }
 static void bench_cublas(void *p) {
     BenchCtx *c = (BenchCtx *)p;
-    run_ref(c->g, c->b, true, c->epi);
+    run_ref(c->g, c->b, true, c->epi, c->accumulate);
 }
 static void bench_pass(void *p) {
     BenchCtx *c = (BenchCtx *)p;
     gelu_pass(c->b->ref, c->b->m * c->b->n);
 }
 
-static void bench_shape(mvl_cuda_gemm *g, const char *what, int64_t m, int64_t n, int64_t k, bool gelu) {
+static void bench_shape(mvl_cuda_gemm *g, const char *what, int64_t m, int64_t n, int64_t k, bool gelu,
+                        bool resid = false) {
     mvl_error err = {};
     Bufs b;
     bufs_alloc(&b, m, n, k);
@@ -260,20 +263,22 @@ static void bench_shape(mvl_cuda_gemm *g, const char *what, int64_t m, int64_t n
         const char *name;
         void (*fn)(void *);
         int epi;
-        bool gelu;
-    } rows[] = {{"cuBLASLt bias", bench_cublas, MVL_EPI_NONE, false},
-                {"sm90 bias", bench_ours, MVL_EPI_NONE, false},
-                {"GELU pass alone", bench_pass, MVL_EPI_NONE, true},
-                {"cuBLASLt bias + GELU pass", bench_cublas, MVL_EPI_GELU, true},
-                {"sm90 bias + GELU fused", bench_ours, MVL_EPI_GELU, true},
-                {"cuBLASLt bias + GELU pass", bench_cublas, MVL_EPI_GELU, true},
-                {"sm90 bias + GELU fused", bench_ours, MVL_EPI_GELU, true},
-                {"cuBLASLt bias", bench_cublas, MVL_EPI_NONE, false},
-                {"sm90 bias", bench_ours, MVL_EPI_NONE, false}};
+        bool gelu, resid;
+    } rows[] = {{"cuBLASLt bias", bench_cublas, MVL_EPI_NONE, false, false},
+                {"cuBLASLt bias + residual", bench_cublas, MVL_EPI_NONE, false, true},
+                {"sm90 bias", bench_ours, MVL_EPI_NONE, false, false},
+                {"GELU pass alone", bench_pass, MVL_EPI_NONE, true, false},
+                {"cuBLASLt bias + GELU pass", bench_cublas, MVL_EPI_GELU, true, false},
+                {"sm90 bias + GELU fused", bench_ours, MVL_EPI_GELU, true, false},
+                {"cuBLASLt bias + GELU pass", bench_cublas, MVL_EPI_GELU, true, false},
+                {"sm90 bias + GELU fused", bench_ours, MVL_EPI_GELU, true, false},
+                {"cuBLASLt bias", bench_cublas, MVL_EPI_NONE, false, false},
+                {"cuBLASLt bias + residual", bench_cublas, MVL_EPI_NONE, false, true},
+                {"sm90 bias", bench_ours, MVL_EPI_NONE, false, false}};
     for (auto &r : rows) {
-        if (r.gelu && !gelu) continue;
+        if ((r.gelu && !gelu) || (r.resid && !resid)) continue;
         usleep(300000); /* the clocks drift down under sustained load: each row starts from a short rest */
-        BenchCtx c = {g, &b, r.epi};
+        BenchCtx c = {g, &b, r.epi, r.resid};
         const double ms = time_ms(15, e0, e1, r.fn, &c);
         if (r.fn == bench_pass)
             printf("  %-28s %8.4f ms  %7.0f GB/s     x24: %6.2f ms\n", r.name, ms, 4.0 * m * n / ms / 1e6, 24 * ms);
@@ -305,11 +310,21 @@ int main(int argc, char **argv) {
     int rc;
     if (argc > 1 && !strcmp(argv[1], "bench")) {
         const int tiles = argc > 2 ? atoi(argv[2]) : 64;
-        char what[64];
-        snprintf(what, sizeof what, "fc1 at %d tiles", tiles);
-        bench_shape(&g, what, (int64_t)tiles * 577, 4096, 1024, true);
-        snprintf(what, sizeof what, "qkv at %d tiles", tiles);
-        bench_shape(&g, what, (int64_t)tiles * 577, 3072, 1024, false);
+        const char *only = argc > 3 ? argv[3] : nullptr; /* one shape by name */
+        const struct {
+            const char *name;
+            int64_t n, k;
+            bool gelu, resid;
+        } shapes[] = {{"fc1", 4096, 1024, true, false},
+                      {"qkv", 3072, 1024, false, false},
+                      {"out_proj", 1024, 1024, false, true},
+                      {"fc2", 1024, 4096, false, true}};
+        for (const auto &sh : shapes) {
+            if (only && strcmp(only, sh.name)) continue;
+            char what[64];
+            snprintf(what, sizeof what, "%s at %d tiles", sh.name, tiles);
+            bench_shape(&g, what, (int64_t)tiles * 577, sh.n, sh.k, sh.gelu, sh.resid);
+        }
         rc = 0;
     } else {
         int fails = check_gelu_exhaustive();
