@@ -14,7 +14,8 @@
 // Launch only where mvl_cuda_has_wgmma says yes; they trap elsewhere.
 // mvl_cuda_vit_attn_sm90 runs MVL_VIT_ATTN_SM90_DEFAULT, the fastest measured
 // at 64 tiles (test_gpu_vit_attn times them all), or variant 0 where that
-// needs no more rounds of work per SM (1 and 3 tiles of 577 tokens). Variants: 0 streaming K/V, 2 consumer warpgroups; 1 the same with 3;
+// needs no more rounds of work per SM (1 and 3 tiles of 577 tokens).
+// Variants: 0 streaming K/V, 2 consumer warpgroups; 1 the same with 3;
 // 2 K/V of a (tile, head) resident in shared memory, 2 consumer warpgroups
 // (streaming past 640 tokens); 3 the same with 3.
 enum { MVL_VIT_ATTN_SM90_VARIANTS = 4, MVL_VIT_ATTN_SM90_DEFAULT = 3 };

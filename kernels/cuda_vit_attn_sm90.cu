@@ -42,6 +42,8 @@
 namespace {
 
 constexpr int AT_D = 64, AT_BN = 64, AT_NST = 4, AT_RES_NKB = 10;
+// MVL_VIT_ATTN_SM90_DEFAULT (variant 3) is the resident kernel with this many consumer warpgroups.
+constexpr int AT_DEFAULT_NWG = 3;
 // Resident kernel: a last query block of at most AT_CORE_ROWS real rows (one
 // mma.sync m-tile) runs on the warp-level tensor-core path (at_core_rows).
 constexpr int AT_CORE_ROWS = 16;
@@ -690,8 +692,8 @@ mvl_status attn_run(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, i
         return fits ? at_launch<2, true>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err)
                     : at_launch<2, false>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err);
     default:
-        return fits ? at_launch<3, true>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err)
-                    : at_launch<3, false>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err);
+        return fits ? at_launch<AT_DEFAULT_NWG, true>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err)
+                    : at_launch<AT_DEFAULT_NWG, false>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err);
     }
 }
 
@@ -722,7 +724,7 @@ mvl_status mvl_cuda_vit_attn_sm90(cudaStream_t s, const bf16 *qkv, bf16 *out, in
     if ((ntok + AT_BN - 1) / AT_BN <= AT_RES_NKB) {
         int64_t nwhole;
         int nparts;
-        const int res = at_res_split(tiles * heads, sms, at_res_passes(ntok, 3), &nwhole, &nparts);
+        const int res = at_res_split(tiles * heads, sms, at_res_passes(ntok, AT_DEFAULT_NWG), &nwhole, &nparts);
         const int64_t str = (tiles * heads * ((ntok + 127) / 128) + sms - 1) / sms;
         variant = str <= res ? 0 : MVL_VIT_ATTN_SM90_DEFAULT;
     }
