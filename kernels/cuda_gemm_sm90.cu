@@ -112,6 +112,12 @@ __global__ void k_gelu_lut_fill(uint16_t *lut) {
 
 // ---- the kernel --------------------------------------------------------------------------
 
+// The first row and column of tile t of the static list (n fastest) for the cluster's CTA `rank`: cluster tile
+// t covers row blocks CL (t / n_tiles) .. + CL - 1 at one n0.
+__device__ __forceinline__ int2 tile_origin(int t, int n_tiles, int rank) {
+    return make_int2((t / n_tiles * CL + rank) * BM, t % n_tiles * TN);
+}
+
 template <int EPI>
 __global__ void __launch_bounds__(THREADS, 1)
     k_gemm_sm90(const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tw,
@@ -146,9 +152,9 @@ __global__ void __launch_bounds__(THREADS, 1)
             int s = 0;
             uint32_t ph = 0;
             for (int t = cid; t < tiles; t += clusters) {
-                int m0 = (t / n_tiles * CL + rank) * BM;
-                const int n0 = t % n_tiles * TN;
-                if (m0 >= m) m0 = 0; // a row block wholly past m: any x, for consumers that skip it
+                // a row block wholly past m: any x, for consumers that skip it
+                const int2 org = tile_origin(t, n_tiles, rank);
+                const int m0 = org.x < m ? org.x : 0, n0 = org.y;
                 for (int kb = 0; kb < kblocks; kb++) {
                     mbar_wait(&empty[s], ph ^ 1); // a fresh barrier passes parity 1 at once
                     uint8_t *st = smem + s * STAGE;
@@ -174,7 +180,8 @@ __global__ void __launch_bounds__(THREADS, 1)
         const int ow = warp - 1;
         int it = 0;
         for (int t = cid; t < tiles; t += clusters, it++) {
-            const int m0 = (t / n_tiles * CL + rank) * BM, n0 = t % n_tiles * TN;
+            const int2 org = tile_origin(t, n_tiles, rank);
+            const int m0 = org.x, n0 = org.y;
             for (int b = 0; b < 2 * SLOTS; b++) {
                 const int c = b % 2, q = b / 2, o = c * SLOTS + q;
                 // the consumers skip a warpgroup tile wholly past m; such tiles are the CTA's last ones (the last
@@ -218,7 +225,8 @@ __global__ void __launch_bounds__(THREADS, 1)
     uint32_t ph = 0;
     const int ct = threadIdx.x % 128; // (w, l): rows r = 16w + l / 4 and r + 8 of the warpgroup tile
     for (int t = cid; t < tiles; t += clusters, it++) {
-        const int m0 = (t / n_tiles * CL + rank) * BM + c * 64, n0 = t % n_tiles * TN;
+        const int2 org = tile_origin(t, n_tiles, rank);
+        const int m0 = org.x + c * 64, n0 = org.y;
         // a warpgroup tile wholly past m (the fc1 at 64 tiles: 36928 = 288.5 * 128 rows, so in the last row of
         // clusters rank 0's second warpgroup and all of rank 1) skips its MMAs and staging, not the barriers
         const bool live = m0 < m;

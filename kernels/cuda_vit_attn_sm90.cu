@@ -488,18 +488,10 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
     }
 }
 
-// Resident kernel: work unit = (head, tile), nkb <= AT_RES_NKB. The nqp
-// query blocks that run as wgmma passes (all nkb, or nkb - 1 when the last
-// one goes to at_core_rows): consumer warpgroup g takes the blocks g, g +
-// NWG, ... (pass p: block NWG p + g; its Q tiles double-buffered) and
-// releases each K/V tile on its last pass, so the producer refills it with
-// the next unit's block while that pass runs. PCORE (the unit has core rows):
-// the producer warpgroup's AT_PCW spare warps compute them from each tile as
-// it lands, and the tiles wait for their arrivals too. The CTAs take the
-// first nwhole (head, tile) pairs whole; each later one comes as nparts units
-// of consecutive passes (at_unit), so that a last round of few pairs still
-// fills the SMs (19 tiles: 304 pairs = 2 rounds of 132 and 40 left, which
-// as 120 one-pass units take a third of a round). Every unit loads its K/V.
+// Whether the resident kernel holds all key blocks of ntok tokens.
+inline bool at_res_fits(int ntok) { return (ntok + AT_BN - 1) / AT_BN <= AT_RES_NKB; }
+// Work units of the streaming kernel per (tile, head): 64 NWG queries each.
+inline int at_stream_units(int ntok, int nwg) { return (ntok + 64 * nwg - 1) / (64 * nwg); }
 // Passes per warpgroup of a whole (tile, head) pair in the resident kernel: its query blocks but a last one of
 // core rows (at_core_nrows), nwg at a time.
 __host__ __device__ __forceinline__ int at_res_passes(int ntok, int nwg) {
@@ -515,6 +507,18 @@ __device__ __forceinline__ AtUnit at_unit(int w, int heads, int nwhole, int npar
     return AtUnit{pair % heads, pair / heads, part * passes / nparts, (part + 1) * passes / nparts, part == nparts - 1};
 }
 
+// Resident kernel: work unit = (head, tile), nkb <= AT_RES_NKB. The nqp
+// query blocks that run as wgmma passes (all nkb, or nkb - 1 when the last
+// one goes to at_core_rows): consumer warpgroup g takes the blocks g, g +
+// NWG, ... (pass p: block NWG p + g; its Q tiles double-buffered) and
+// releases each K/V tile on its last pass, so the producer refills it with
+// the next unit's block while that pass runs. PCORE (the unit has core rows):
+// the producer warpgroup's AT_PCW spare warps compute them from each tile as
+// it lands, and the tiles wait for their arrivals too. The CTAs take the
+// first nwhole (head, tile) pairs whole; each later one comes as nparts units
+// of consecutive passes (at_unit), so that a last round of few pairs still
+// fills the SMs (19 tiles: 304 pairs = 2 rounds of 132 and 40 left, which
+// as 120 one-pass units take a third of a round). Every unit loads its K/V.
 template <int NWG, AtTail TAIL, bool PCORE>
 __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB, PCORE>::THREADS, 1)
     k_vit_attn_resident(const __grid_constant__ CUtensorMap qkv_map, const bf16 *__restrict__ qkv,
@@ -659,7 +663,7 @@ mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, const bf16 *qkv, bf
         threads = S::THREADS, smem = S::SMEM;
     }
     CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    const int64_t units = RESIDENT ? 1 : (ntok + 64 * NWG - 1) / (64 * NWG), pairs = units * heads * tiles;
+    const int64_t units = RESIDENT ? 1 : at_stream_units(ntok, NWG), pairs = units * heads * tiles;
     int64_t nwhole = pairs;
     int nparts = 1;
     if (RESIDENT) at_res_split(pairs, sms, at_res_passes(ntok, NWG), &nwhole, &nparts);
@@ -684,7 +688,7 @@ mvl_status attn_run(cudaStream_t s, const bf16 *qkv, bf16 *out, int64_t tiles, i
     const uint32_t box[3] = {AT_D, 64, 1};
     CUtensorMap map;
     TRY(mvl_cuda_tensor_map_bf16(&map, qkv, 3, dims, strides, box, err));
-    const bool fits = (ntok + AT_BN - 1) / AT_BN <= AT_RES_NKB; // the resident kernel holds the keys
+    const bool fits = at_res_fits(ntok);
     switch (variant) {
     case 0: return at_launch<2, false>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err);
     case 1: return at_launch<3, false>(s, map, qkv, out, tiles, ntok, heads, scale, sms, err);
@@ -721,11 +725,11 @@ mvl_status mvl_cuda_vit_attn_sm90(cudaStream_t s, const bf16 *qkv, bf16 *out, in
     // (Past AT_RES_NKB key blocks the default streams too, with 3 warpgroups: then the 2-warpgroup one below one
     // pair per SM.)
     int variant = tiles * heads >= sms ? MVL_VIT_ATTN_SM90_DEFAULT : 0;
-    if ((ntok + AT_BN - 1) / AT_BN <= AT_RES_NKB) {
+    if (at_res_fits(ntok)) {
         int64_t nwhole;
         int nparts;
         const int res = at_res_split(tiles * heads, sms, at_res_passes(ntok, AT_DEFAULT_NWG), &nwhole, &nparts);
-        const int64_t str = (tiles * heads * ((ntok + 127) / 128) + sms - 1) / sms;
+        const int64_t str = (tiles * heads * at_stream_units(ntok, 2) + sms - 1) / sms;
         variant = str <= res ? 0 : MVL_VIT_ATTN_SM90_DEFAULT;
     }
     return attn_run(s, qkv, out, tiles, ntok, heads, scale, variant, sms, err);
