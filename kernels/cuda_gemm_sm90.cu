@@ -56,6 +56,8 @@
 // and fc2's residual + the next LayerNorm in the out warps (row statistics exchanged between the CTAs of a row block
 // through global memory): out_proj 0.31 vs cuBLASLt + residual 0.128 ms, the out warps latency-bound; the residual
 // add alone in the out warps: out_proj on par alone (0.130), the ViT at 64 tiles 44.9-45.3 vs 43.6-43.9 ms.
+// Session 10: clusters of 4 (w in quarters): only 30 of them are resident (120 SMs), fc1 0.457-0.481 vs 0.429-0.434,
+// the ViT at 64 tiles 45.9 vs 44.5 ms.
 // The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
 // producer as soon as the warpgroup's own MMAs on it are done.
 #include <atomic>

@@ -31,6 +31,10 @@
 // those rows as one 16-row mma.sync tile from the resident K/V
 // (at_core_rows), off the consumers' path. Bidirectional: no other mask
 // (vision.md §1.2 step 5).
+// Measured slower on an H100 (BENCHMARKS.md, session 10; 64 tiles, ms per call against 0.247-0.251): P packed
+// to bf16 by integer instructions instead of cvt (+4%), a quarter of the exponentials as a polynomial on the FMA
+// pipe (+2.3%), the running maximum moved only when it grows by more than 8 (+2.6%). The kernel is bound by each
+// warpgroup's wgmma -> softmax -> wgmma chain, not by the exponential unit or by issue.
 #include <math.h>
 #include <stdlib.h>
 
