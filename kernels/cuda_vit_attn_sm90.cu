@@ -33,8 +33,9 @@
 // (vision.md §1.2 step 5).
 // Measured slower on an H100 (BENCHMARKS.md, session 10; 64 tiles, ms per call against 0.247-0.251): P packed
 // to bf16 by integer instructions instead of cvt (+4%), a quarter of the exponentials as a polynomial on the FMA
-// pipe (+2.3%), the running maximum moved only when it grows by more than 8 (+2.6%). The kernel is bound by each
-// warpgroup's wgmma -> softmax -> wgmma chain, not by the exponential unit or by issue.
+// pipe (+2.3%), the running maximum moved only when it grows by more than 8 (+2.6%), the next block's QK^T issued
+// before the wait for the previous P V and the rescale (+4.7%). The kernel is bound by each warpgroup's wgmma ->
+// softmax -> wgmma chain, not by the exponential unit or by issue.
 #include <math.h>
 #include <stdlib.h>
 
