@@ -53,6 +53,9 @@ constexpr int AT_DEFAULT_NWG = 3;
 // mma.sync m-tile) runs on the warp-level tensor-core path (at_core_rows).
 constexpr int AT_CORE_ROWS = 16;
 constexpr int AT_TILE = 64 * AT_D * 2; // bytes of one 64-row bf16 tile (8 KB), 1024-byte aligned
+// Key blocks of ntok tokens, and the real keys of the last one (1..AT_BN).
+__host__ __device__ constexpr int at_nkb(int ntok) { return (ntok + AT_BN - 1) / AT_BN; }
+__host__ __device__ constexpr int at_tail(int ntok) { return ntok - (at_nkb(ntok) - 1) * AT_BN; }
 
 // Launch shape: NWG consumer warpgroups and the producer warpgroup; the
 // setmaxnreg budgets share the registers the warpgroups start with (the
@@ -258,7 +261,7 @@ __device__ __forceinline__ void at_store(const float (&o)[32], const float (&l)[
 // Real rows of the resident kernel's last query block when they go to
 // at_core_rows (at most AT_CORE_ROWS of them), else 0.
 __host__ __device__ __forceinline__ int at_core_nrows(int ntok) {
-    const int t = ntok - (ntok - 1) / AT_BN * AT_BN; // 1..64
+    const int t = at_tail(ntok);
     return t <= AT_CORE_ROWS ? t : 0;
 }
 
@@ -315,7 +318,7 @@ __device__ __forceinline__ void at_core_rows(bf16 *__restrict__ out, const uint8
     uint32_t tx;          // (through a volatile asm: nothing derived from it is hoisted out of the unit loop)
     asm volatile("mov.u32 %0, %%tid.x;" : "=r"(tx));
     const int lane = tx & 31, w = (int)(tx >> 5) - w0, g = lane >> 2, t4 = lane & 3;
-    const int nkb = (ntok + AT_BN - 1) / AT_BN, tail = ntok - (nkb - 1) * AT_BN;
+    const int nkb = at_nkb(ntok), tail = at_tail(ntok);
     float o[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}; // rows g and g + 8, as in at_pass
 #pragma unroll
     for (int i = 0; i < 32; i++) o[i] = 0.f;
@@ -427,7 +430,7 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
     uint8_t *sQ = smem_align1024(at_smem_raw); // [2][NWG] tiles
     uint8_t *sK = sQ + 2 * NWG * AT_TILE, *sV = sK + AT_NST * AT_TILE;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int nqb = (ntok + BM - 1) / BM, nkb = (ntok + AT_BN - 1) / AT_BN;
+    const int nqb = (ntok + BM - 1) / BM, nkb = at_nkb(ntok);
     const int64_t nwork = (int64_t)nqb * heads * tiles;
     if (threadIdx.x == 0) {
         for (int st = 0; st < AT_NST; st++) {
@@ -467,7 +470,7 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
         return;
     }
     warpgroup_reg_alloc<SH::CONS_REG>();
-    const int wg = warp >> 2, tail = ntok - (nkb - 1) * AT_BN; // real keys of the last block, 1..64
+    const int wg = warp >> 2, tail = at_tail(ntok);
     const uint64_t dk0 = wgmma_desc(sK, 0, 1024), dv0 = wgmma_desc(sV, 1024, 1024);
     int it = 0, u = 0;
     for (int64_t w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
@@ -494,13 +497,13 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_NST>::THREADS, 1)
 }
 
 // Whether the resident kernel holds all key blocks of ntok tokens.
-inline bool at_res_fits(int ntok) { return (ntok + AT_BN - 1) / AT_BN <= AT_RES_NKB; }
+inline bool at_res_fits(int ntok) { return at_nkb(ntok) <= AT_RES_NKB; }
 // Work units of the streaming kernel per (tile, head): 64 NWG queries each.
 inline int at_stream_units(int ntok, int nwg) { return (ntok + 64 * nwg - 1) / (64 * nwg); }
 // Passes per warpgroup of a whole (tile, head) pair in the resident kernel: its query blocks but a last one of
 // core rows (at_core_nrows), nwg at a time.
 __host__ __device__ __forceinline__ int at_res_passes(int ntok, int nwg) {
-    return ((ntok + AT_BN - 1) / AT_BN - (at_core_nrows(ntok) > 0) + nwg - 1) / nwg;
+    return (at_nkb(ntok) - (at_core_nrows(ntok) > 0) + nwg - 1) / nwg;
 }
 struct AtUnit {
     int h, tile, p0, p1; // passes p0 .. p1 - 1 of (head, tile)
@@ -536,7 +539,7 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB, PCORE>::THREADS, 1)
     uint8_t *sQ = smem_align1024(at_smem_raw); // [NWG][2] tiles
     uint8_t *sK = sQ + 2 * NWG * AT_TILE, *sV = sK + AT_RES_NKB * AT_TILE;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int nkb = (ntok + AT_BN - 1) / AT_BN, ncore = at_core_nrows(ntok), nqp = nkb - (ncore > 0);
+    const int nkb = at_nkb(ntok), ncore = at_core_nrows(ntok), nqp = nkb - (ncore > 0);
     const int passes = at_res_passes(ntok, NWG);
     const int nwork = nwhole + (heads * tiles - nwhole) * nparts; // (< 2^31: at_launch)
     if (threadIdx.x == 0) {
@@ -601,7 +604,7 @@ __global__ void __launch_bounds__(AtShape<NWG, AT_RES_NKB, PCORE>::THREADS, 1)
         return;
     }
     warpgroup_reg_alloc<SH::CONS_REG>();
-    const int wg = warp >> 2, tail = ntok - (nkb - 1) * AT_BN;
+    const int wg = warp >> 2, tail = at_tail(ntok);
     const uint64_t dk0 = wgmma_desc(sK, 0, 1024), dv0 = wgmma_desc(sV, 1024, 1024);
     int np = 0, u = 0; // passes and units so far
     for (int w = blockIdx.x; w < nwork; w += gridDim.x, u++) {
@@ -646,7 +649,7 @@ int at_res_split(int64_t pairs, int sms, int passes, int64_t *nwhole, int *npart
 template <int NWG, bool RESIDENT>
 mvl_status at_launch(cudaStream_t s, const CUtensorMap &map, const bf16 *qkv, bf16 *out, int64_t tiles, int ntok,
                      int heads, float scale, int sms, mvl_error *err) {
-    const int tail = ntok - (ntok - 1) / AT_BN * AT_BN; // keys of the last block, 1..64
+    const int tail = at_tail(ntok);
     const AtTail tk = tail == AT_BN ? AT_TAIL_NONE : tail <= 16 && ntok > AT_BN ? AT_TAIL_16 : AT_TAIL_MASK;
     void (*k)(const CUtensorMap, const bf16 *, bf16 *, int, int, int, float, int, int);
     int threads, smem;
