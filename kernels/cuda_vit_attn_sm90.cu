@@ -34,8 +34,9 @@
 // Measured slower on an H100 (BENCHMARKS.md, session 10; 64 tiles, ms per call against 0.247-0.251): P packed
 // to bf16 by integer instructions instead of cvt (+4%), a quarter of the exponentials as a polynomial on the FMA
 // pipe (+2.3%), the running maximum moved only when it grows by more than 8 (+2.6%), the next block's QK^T issued
-// before the wait for the previous P V and the rescale (+4.7%). The kernel is bound by each warpgroup's wgmma ->
-// softmax -> wgmma chain, not by the exponential unit or by issue.
+// before the wait for the previous P V and the rescale (+4.7%); session 11: the warpgroups' wgmma issued in turns
+// through named barriers (FlashAttention-3's ping-pong, +3.1%). The kernel is bound by each warpgroup's wgmma ->
+// softmax -> wgmma chain, not by the exponential unit, by issue or by the warpgroups' order on the tensor cores.
 #include <math.h>
 #include <stdlib.h>
 
