@@ -215,6 +215,9 @@ mvl_status mvl_cuda_fill_random_u8(cudaStream_t s, uint8_t *p, int64_t n, uint32
 // once, so it must not be inside a graph capture.
 enum { MVL_EPI_NONE = 0, MVL_EPI_GELU = 1 };
 bool mvl_cuda_linear_sm90_ok(int64_t m, int64_t k, int64_t n);
+// The share of the persistent kernel's tile slots (its rounds x the sms / 2 clusters of 2 CTAs) that the
+// tiles of an m x n output fill: 1 when they make whole rounds.
+double mvl_cuda_linear_sm90_fill(int64_t m, int64_t n, int sms);
 mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,
                                 const bf16 *bias, bf16 *y, int epi, mvl_error *err);
 // y[i] = the fused epilogue's GELU of x[i] for i < n (n % 8 == 0; the same device code), for the tests.

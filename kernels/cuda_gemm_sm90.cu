@@ -60,6 +60,7 @@
 // the ViT at 64 tiles 45.9 vs 44.5 ms.
 // The staging slots cost the fourth stage (227 KB of shared memory), so each stage goes back to the
 // producer as soon as the warpgroup's own MMAs on it are done.
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 
@@ -412,6 +413,11 @@ __global__ void k_gelu_chunks(const uint4 *x, uint4 *y, int64_t n8, cudaTextureO
 bool mvl_cuda_linear_sm90_ok(int64_t m, int64_t k, int64_t n) {
     return m >= 1 && m < (int64_t)1 << 31 && k >= BK && k % BK == 0 && k < (int64_t)1 << 31 && n >= TN &&
            n % TN == 0 && n < (int64_t)1 << 31 && (m / BM + 1) * (n / TN) < (int64_t)1 << 31; // int tile ids
+}
+
+double mvl_cuda_linear_sm90_fill(int64_t m, int64_t n, int sms) {
+    const int64_t clusters = std::max(1, sms / CL), tiles = ((m + BM - 1) / BM + CL - 1) / CL * (n / TN);
+    return tiles < 1 ? 1.0 : (double)tiles / ((tiles + clusters - 1) / clusters * clusters);
 }
 
 mvl_status mvl_cuda_linear_sm90(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf16 *w, int64_t n,

@@ -494,6 +494,7 @@ struct mvl_cuda_vit {
     int last_n = 0;
     bool attn_sm90 = false; // head size 64 on the Hopper attention kernel (cuda_vit_attn_sm90.cu)
     bool gemm_sm90 = false; // q/k/v, fc1 and linear_1 (GELU fused) where the shape allows (cuda_gemm_sm90.cu)
+    int sms = 0;            // the device's SMs
     // profiling: one event after each stage of a forward while prof_on
     bool prof_on = false;
     std::vector<cudaEvent_t> prof_ev;
@@ -641,6 +642,7 @@ static mvl_status init_run(mvl_cuda_vit *v, const mvl_model_dir *md, mvl_error *
     TRY(mvl_cuda_has_wgmma(0, &wgmma, err));
     v->attn_sm90 = wgmma && v->cfg.hidden_size == FA_D * v->cfg.num_heads;
     v->gemm_sm90 = wgmma;
+    TRY(mvl_cuda_sm_count(&v->sms, err));
 
     const int64_t V = v->cfg.hidden_size, I = v->cfg.intermediate_size, D = v->dim_out, P = v->cfg.patch_size;
     const int64_t S = v->cfg.image_size, G2 = (int64_t)v->grid * v->grid, NT = v->max_tiles;
@@ -752,9 +754,13 @@ static mvl_status vit_enqueue(mvl_cuda_vit *v, int n, mvl_error *err) {
     };
     for (int l = 0; l < v->n_layers; l++) {
         const mvl_cuda_vit::Layer &L = v->layers[l];
-        // q, k, v: the sm_90a GEMM where it takes the shape (H100, 64 tiles, same runs: 8.93-9.04 ms against
-        // cuBLASLt's 9.02-9.19, BENCHMARKS.md)
-        if (v->gemm_sm90 && mvl_cuda_linear_sm90_ok(T, V, 3 * V))
+        // q, k, v: the sm_90a GEMM where it takes the shape and its persistent rounds are at least 90% full, else
+        // cuBLASLt, which does better with a short last round (H100, BENCHMARKS.md session 11: alone, ms per call,
+        // sm_90a against cuBLASLt at 8 tiles (rounds 86% full) 0.0495 against 0.0460, at 19 and 64 tiles (98%)
+        // 0.0977 against 0.0994 and 0.320 against 0.328; in the forward, the 24 calls at 8 tiles 1.37-1.38 ms
+        // against 1.24, at 1 tile (55%) 0.47-0.48 against 0.32)
+        if (v->gemm_sm90 && mvl_cuda_linear_sm90_ok(T, V, 3 * V) &&
+            mvl_cuda_linear_sm90_fill(T, 3 * V, v->sms) >= 0.9)
             TRY(mvl_cuda_linear_sm90(s, v->xn, T, V, L.qkv_w, 3 * V, L.qkv_b, v->qkv, MVL_EPI_NONE, err));
         else
             TRY(linear(v, v->xn, T, V, L.qkv_w, 3 * V, L.qkv_b, v->qkv, 0, 0, err));
