@@ -83,6 +83,22 @@ def clip_config():
                             image_size=S, patch_size=P, hidden_act="gelu", layer_norm_eps=1e-5, projection_dim=D)
 
 
+def hf_model(sd, dtype, attn, dev):
+    """transformers' CLIPVisionModel with the tensors sd (vision_model.* names -> torch tensors), on dev."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+    c = CLIPVisionConfig.from_dict(clip_config().to_dict())
+    c._attn_implementation = attn
+    m = CLIPVisionModel(c)
+    keys = set(m.state_dict())
+    # transformers 4.x names the tower's tensors vision_model.*, 5.x drops the prefix
+    msd = sd if any(k.startswith("vision_model.") for k in keys) else {
+        k[len("vision_model."):]: v for k, v in sd.items()}
+    missing, unexpected = m.load_state_dict(msd, strict=False)
+    assert not unexpected and all("post_layernorm" in k or "position_ids" in k for k in missing), (
+        missing[:5], unexpected[:5])
+    return m.to(dev, dtype).eval()
+
+
 def vision_tensors_hf(seed):
     """The same names, valued as transformers' own CLIPVisionModel initialisation leaves them (seeded)."""
     import torch
@@ -188,25 +204,13 @@ def main():
         return
 
     import torch
-    from transformers import CLIPVisionConfig, CLIPVisionModel
 
     report = {"init": a.init}
     dev = "cuda"
-    cfg = clip_config()
     sd = {k: torch.from_numpy(v) for k, v in vis.items()}
 
     def make(dtype, attn):
-        c = CLIPVisionConfig.from_dict(cfg.to_dict())
-        c._attn_implementation = attn
-        m = CLIPVisionModel(c)
-        keys = set(m.state_dict())
-        # transformers 4.x names the tower's tensors vision_model.*, 5.x drops the prefix
-        msd = sd if any(k.startswith("vision_model.") for k in keys) else {
-            k[len("vision_model."):]: v for k, v in sd.items()}
-        missing, unexpected = m.load_state_dict(msd, strict=False)
-        assert not unexpected and all("post_layernorm" in k or "position_ids" in k for k in missing), (
-            missing[:5], unexpected[:5])
-        return m.to(dev, dtype).eval()
+        return hf_model(sd, dtype, attn, dev)
 
     # ---- parity ------------------------------------------------------------------
     rng = np.random.default_rng(7)
