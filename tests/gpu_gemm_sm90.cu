@@ -20,7 +20,8 @@
  * against cuBLASLt with bias, alone, followed by the GELU pass (fc1), or with the residual added by its beta = 1
  * epilogue (out_proj, fc2, as the ViT runs them), and the pass alone, each row after a short rest (under
  * sustained load the clocks drift down, which favoured the rows timed first).
- * Skipped (77) without a GPU or without sm_90a (wgmma). */
+ * mvl_cuda_linear_sm90_fill (the ViT's choice of q/k/v kernel) is checked first, on the host.
+ * Skipped (77) without a GPU or without sm_90a (wgmma), after that check. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -290,11 +291,39 @@ static void bench_shape(mvl_cuda_gemm *g, const char *what, int64_t m, int64_t n
     bufs_free(&b);
 }
 
+/* mvl_cuda_linear_sm90_fill (host arithmetic, so checked with or without a GPU) against fills worked out by hand
+ * for 132 SMs (66 clusters of 2 CTAs, tiles of 2 x 128 rows by 256 columns). */
+static int check_fill(void) {
+    const struct {
+        int64_t m, n;
+        int sms;
+        double want;
+    } c[] = {{4616, 3072, 132, 228.0 / 264},     /* 8 tiles: 37 row blocks, 19 x 12 tiles, 4 rounds */
+             {10963, 3072, 132, 516.0 / 528},    /* 19 tiles: 86 row blocks, 43 x 12, 8 rounds */
+             {36928, 3072, 132, 1740.0 / 1782},  /* 64 tiles: 289 row blocks, 145 x 12, 27 rounds */
+             {577, 3072, 132, 36.0 / 66},        /* 1 tile: 3 x 12 tiles, one round */
+             {16896, 256, 132, 1.0},             /* exactly one round */
+             {16897, 256, 132, 67.0 / 132},      /* one tile into a second round */
+             {577, 3072, 1, 1.0}};               /* one SM: a cluster all the same */
+    int fails = 0;
+    for (const auto &t : c) {
+        const double got = mvl_cuda_linear_sm90_fill(t.m, t.n, t.sms);
+        if (fabs(got - t.want) > 1e-12) {
+            printf("FAIL fill(m %lld, n %lld, %d SMs) = %.6f, want %.6f\n", (long long)t.m, (long long)t.n, t.sms, got,
+                   t.want);
+            fails++;
+        }
+    }
+    if (!fails) printf("ok   mvl_cuda_linear_sm90_fill at %zu shapes\n", sizeof c / sizeof c[0]);
+    return fails;
+}
+
 int main(int argc, char **argv) {
     int ngpu, wgmma = 0;
     char name[256];
     mvl_error err = {};
     setvbuf(stdout, nullptr, _IOLBF, 0); /* lines reach a log even if a launch hangs and the run is killed */
+    if (check_fill()) return 1;
     if (!mvl_test_gpu(&ngpu, name, sizeof name)) return 77;
     MV(mvl_cuda_has_wgmma(0, &wgmma, &err));
     if (!wgmma) {
