@@ -115,6 +115,10 @@ __global__ void k_gelu_lut_fill(uint16_t *lut) {
 
 // ---- the kernel --------------------------------------------------------------------------
 
+// Cluster tiles of an m x n output (what the kernel's static list holds; on the host: the launch and
+// mvl_cuda_linear_sm90_fill).
+constexpr int64_t cluster_tiles(int64_t m, int64_t n) { return ((m + BM - 1) / BM + CL - 1) / CL * (n / TN); }
+
 // The first row and column of tile t of the static list (n fastest) for the cluster's CTA `rank`: cluster tile
 // t covers row blocks CL (t / n_tiles) .. + CL - 1 at one n0.
 __device__ __forceinline__ int2 tile_origin(int t, int n_tiles, int rank) {
@@ -371,7 +375,7 @@ mvl_status launch(cudaStream_t s, const bf16 *x, int64_t m, int64_t k, const bf1
     int sms; // of the current device, as the shared-memory limit below
     TRY(mvl_cuda_sm_count(&sms, err));
     CUDA_CHECK(cudaFuncSetAttribute(k_gemm_sm90<EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
-    const int64_t tiles = ((m + BM - 1) / BM + CL - 1) / CL * (n / TN);
+    const int64_t tiles = cluster_tiles(m, n);
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute attr[2];
     mvl_cuda_pdl_config(&cfg, attr, dim3(sms / CL * CL), dim3(THREADS), SMEM, s, CL);
@@ -416,7 +420,7 @@ bool mvl_cuda_linear_sm90_ok(int64_t m, int64_t k, int64_t n) {
 }
 
 double mvl_cuda_linear_sm90_fill(int64_t m, int64_t n, int sms) {
-    const int64_t clusters = std::max(1, sms / CL), tiles = ((m + BM - 1) / BM + CL - 1) / CL * (n / TN);
+    const int64_t clusters = std::max(1, sms / CL), tiles = cluster_tiles(m, n);
     return tiles < 1 ? 1.0 : (double)tiles / ((tiles + clusters - 1) / clusters * clusters);
 }
 
